@@ -1,0 +1,50 @@
+// circuitlab: one binary, subcommands per layer. Errors become one line and exit code 1.
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <string>
+
+#include "apps/commands.h"
+#include "data/error.h"
+
+namespace circuitlab::apps {
+void set_threads(int threads) {
+  if (threads > 0) at::set_num_threads(threads);
+}
+}  // namespace circuitlab::apps
+
+namespace {
+// c10::Error messages span lines (with a C++ stack); keep the first.
+std::string first_line(const std::string& s) {
+  auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"circuitlab: train, analyse and look inside small transformers and GPT-2"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+  using namespace circuitlab::apps;
+  register_data_commands(app);
+  register_model_commands(app);
+  register_train_commands(app);
+  register_analysis_commands(app);
+  register_report_commands(app);
+  register_server_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const circuitlab::Error& e) {
+    std::fprintf(stderr, "circuitlab: error: %s\n", first_line(e.what()).c_str());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "circuitlab: error: %s\n", first_line(e.what_without_backtrace()).c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "circuitlab: error: %s\n", first_line(e.what()).c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,33 @@
+// Compact vocabulary (DESIGN.md contract 4): the N most frequent GPT-2 ids of a corpus plus
+// one "other" id. Models trained compact speak compact ids; vocab_map.json maps them back so
+// every table and figure shows real GPT-2 token strings.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace circuitlab::data {
+
+class VocabMap {
+ public:
+  VocabMap() = default;
+  // gpt2_ids[c] = GPT-2 id of compact id c, for c < size()-1; the last compact id is "other".
+  explicit VocabMap(std::vector<int32_t> gpt2_ids);
+
+  int32_t size() const { return static_cast<int32_t>(to_gpt2_.size()) + 1; }  // incl. "other"
+  int32_t other_id() const { return static_cast<int32_t>(to_gpt2_.size()); }
+  int32_t to_compact(int32_t gpt2_id) const;  // other_id() when not in the map
+  int32_t to_gpt2(int32_t compact_id) const;  // -1 for other_id(); Error when out of range
+  const std::vector<int32_t>& gpt2_ids() const { return to_gpt2_; }
+
+  // vocab_map.json: {"format": "circuitlab-vocab-map-v1", "d_vocab": N+1, "other_id": N,
+  //                  "gpt2_ids": [...]}; Error naming the file/field when malformed.
+  static VocabMap load(const std::string& path);
+  void save(const std::string& path) const;  // atomic
+
+ private:
+  std::vector<int32_t> to_gpt2_;
+  std::vector<int32_t> to_compact_;  // dense over GPT-2 ids, other_id() where absent
+};
+
+}  // namespace circuitlab::data
