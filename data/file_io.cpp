@@ -52,6 +52,21 @@ void AtomicFile::write(const void* data, size_t n) {
   }
 }
 
+void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
+  if (offset + n > written_) fail(path_ + ": write_at past the written end");
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail(path_ + ": write failed (" + errno_text() + ")");
+    }
+    p += w;
+    offset += static_cast<uint64_t>(w);
+    n -= static_cast<size_t>(w);
+  }
+}
+
 void AtomicFile::commit() {
   if (committed_) return;
   if (::fsync(fd_) != 0) fail(path_ + ": fsync failed (" + errno_text() + ")");

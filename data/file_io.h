@@ -20,6 +20,8 @@ class AtomicFile {
 
   void write(const void* data, size_t n);
   void write(std::string_view s) { write(s.data(), s.size()); }
+  // Overwrites bytes already written (e.g. a header patched once the count is known).
+  void write_at(uint64_t offset, const void* data, size_t n);
   void commit();
   const std::string& path() const { return path_; }
   uint64_t bytes_written() const { return written_; }

@@ -30,4 +30,16 @@ class VocabMap {
   std::vector<int32_t> to_compact_;  // dense over GPT-2 ids, other_id() where absent
 };
 
+// The top-n compact vocabulary of a corpus: the n ids with the highest counts (ties broken
+// by the smaller id; ids with count 0 fill up in id order so the map always has n + 1 ids).
+// counts[id] over GPT-2 ids (extra entries beyond 50256 are ignored). Error when n is not in
+// [1, 50257].
+VocabMap build_top_n_vocab(const std::vector<uint64_t>& counts, int32_t n);
+
+// token_counts.json, written by `circuitlab prepare` next to train.bin:
+//   {"format": "circuitlab-token-counts-v1", "split": "train", "tokens": N, "counts": [50257 ints]}
+void save_token_counts(const std::string& path, const std::vector<uint64_t>& counts,
+                       const std::string& split = "train");
+std::vector<uint64_t> load_token_counts(const std::string& path);  // size 50257
+
 }  // namespace circuitlab::data
