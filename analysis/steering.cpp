@@ -1,0 +1,113 @@
+// ActAdd steering and the sampler (see steering.h).
+#include "analysis/steering.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "data/error.h"
+
+namespace circuitlab::analysis {
+
+namespace {
+uint64_t splitmix64(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+double uniform01(uint64_t& s) { return double(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
+}  // namespace
+
+int64_t sample_token(const torch::Tensor& logits, const SamplingParams& p, uint64_t& rng_state) {
+  auto l = logits.to(torch::kDouble).contiguous();  // [V]
+  const int64_t V = l.size(0);
+  if (p.temperature <= 0) return l.argmax().item<int64_t>();
+  auto probs_t = torch::softmax(l / p.temperature, 0);
+  const double* probs = probs_t.data_ptr<double>();
+  std::vector<int64_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  // Sort by probability, ties by id: deterministic across platforms.
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return probs[a] != probs[b] ? probs[a] > probs[b] : a < b;
+  });
+  int64_t keep = V;
+  if (p.top_k > 0) keep = std::min<int64_t>(keep, p.top_k);
+  if (p.top_p < 1.0) {
+    double cum = 0;
+    for (int64_t i = 0; i < keep; ++i) {
+      cum += probs[order[i]];
+      if (cum >= p.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double total = 0;
+  for (int64_t i = 0; i < keep; ++i) total += probs[order[i]];
+  double u = uniform01(rng_state) * total;
+  for (int64_t i = 0; i < keep; ++i) {
+    u -= probs[order[i]];
+    if (u <= 0) return order[i];
+  }
+  return order[keep - 1];
+}
+
+std::vector<int64_t> generate(models::HookedTransformer& model, const std::vector<int64_t>& prompt,
+                              const SamplingParams& params,
+                              const std::vector<std::pair<std::string, models::HookFn>>& hooks) {
+  torch::NoGradGuard ng;
+  if (prompt.empty()) fail("generate: the prompt has no tokens");
+  const int n_ctx = model->cfg().n_ctx;
+  std::vector<int64_t> seq = prompt, out;
+  uint64_t rng = params.seed;
+  models::HookGuard guard(model);
+  for (const auto& [name, fn] : hooks) guard.add(name, fn);
+  for (int i = 0; i < params.max_new_tokens; ++i) {
+    const size_t start = seq.size() > size_t(n_ctx) ? seq.size() - n_ctx : 0;
+    std::vector<int64_t> window(seq.begin() + start, seq.end());
+    auto tokens = torch::tensor(window, torch::kLong).unsqueeze(0);  // [1,T]
+    auto logits = model->forward(tokens);                           // [1,T,V]
+    int64_t next = sample_token(logits[0][-1], params, rng);
+    seq.push_back(next);
+    out.push_back(next);
+  }
+  return out;
+}
+
+std::string actadd_hook_name(const models::ModelConfig& cfg, int layer) {
+  if (layer < 0 || layer > cfg.n_layers)
+    fail("steering layer " + std::to_string(layer) + " out of range (0.." + std::to_string(cfg.n_layers) + ")");
+  if (cfg.n_layers == 0) fail("steering needs a model with at least one layer");
+  if (layer == cfg.n_layers) return "blocks." + std::to_string(layer - 1) + ".hook_resid_post";
+  return "blocks." + std::to_string(layer) + ".hook_resid_pre";
+}
+
+torch::Tensor actadd_vector(models::HookedTransformer& model, std::vector<int64_t> add, std::vector<int64_t> sub,
+                            int layer, int64_t pad_id) {
+  torch::NoGradGuard ng;
+  const std::string name = actadd_hook_name(model->cfg(), layer);
+  if (add.empty() || sub.empty()) fail("steering: prompt_add and prompt_sub must have at least one token");
+  const size_t Ts = std::max(add.size(), sub.size());
+  if (Ts > size_t(model->cfg().n_ctx)) fail("steering: prompt_add/prompt_sub longer than the model's context");
+  add.resize(Ts, pad_id);
+  sub.resize(Ts, pad_id);
+  auto tokens = torch::stack({torch::tensor(add, torch::kLong), torch::tensor(sub, torch::kLong)});  // [2,Ts]
+  auto [logits, cache] = models::run_with_cache(model, tokens, [&](const std::string& n) { return n == name; });
+  const auto& resid = cache.at(name);  // [2,Ts,D]
+  return (resid[0] - resid[1]).contiguous();  // [Ts,D]
+}
+
+models::HookFn steering_hook(torch::Tensor vector, double coefficient) {
+  auto scaled = vector * coefficient;  // [Ts,D]
+  return [scaled](const torch::Tensor& resid, const std::string&) {  // resid [B,T,D]
+    const int64_t n = std::min(resid.size(1), scaled.size(0));
+    auto out = resid.clone();
+    out.slice(1, 0, n) += scaled.slice(0, 0, n).to(out.dtype());
+    return std::optional<torch::Tensor>(out);
+  };
+}
+
+}  // namespace circuitlab::analysis
