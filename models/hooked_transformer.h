@@ -30,7 +30,9 @@ struct ForwardOptions {
 
 class HookedTransformerImpl : public torch::nn::Module {
  public:
-  explicit HookedTransformerImpl(ModelConfig cfg);
+  // init_weights=false leaves parameters uninitialised (torch::empty), for loaders that
+  // overwrite every tensor: no wasted init, no RSS for pages never written.
+  explicit HookedTransformerImpl(ModelConfig cfg, bool init_weights = true);
 
   // tokens [B,T] int64 (T <= n_ctx, else Error) -> logits [B,T,V_out].
   torch::Tensor forward(const torch::Tensor& tokens, const ForwardOptions& opts = {});
@@ -38,12 +40,18 @@ class HookedTransformerImpl : public torch::nn::Module {
   const ModelConfig& cfg() const { return cfg_; }
   // Every hook point name of this model, in forward order (the documented list).
   std::vector<std::string> hook_names() const;
+  bool has_hook_point(const std::string& name) const;
+  // Number of scalar parameters (tied unembedding counted once).
+  int64_t num_parameters() const;
 
   // Hooks and caching. Prefer the RAII helpers below over these.
   int add_hook(const std::string& name, HookFn fn);  // returns a handle; Error on unknown name
   void remove_hook(int handle);
   void clear_hooks();
   void set_cache(ActivationCache* cache, NamesFilter filter);  // nullptr: caching off
+  // Cached activations are detached (as TransformerLens); set true to keep the graph
+  // (gradient-based attribution through cached activations).
+  void set_cache_keep_graph(bool keep);
 
   // Parameters by TransformerLens name ("embed.W_E", "blocks.0.attn.W_Q", ...).
   std::map<std::string, torch::Tensor> state_dict() const;
@@ -58,6 +66,7 @@ class HookedTransformerImpl : public torch::nn::Module {
   torch::Tensor W_K(int layer) const; // [H, D, Dh]
   torch::Tensor W_V(int layer) const; // [H, D, Dh]
   torch::Tensor W_O(int layer) const; // [H, Dh, D]
+  torch::Tensor b_U() const;          // [V_out] (zeros when the model has none)
 
  private:
   struct Impl;
@@ -91,5 +100,10 @@ torch::Tensor run_with_hooks(HookedTransformer& model, const torch::Tensor& toke
 // BOS handling, the same everywhere: prepend_bos (default on, as TransformerLens) puts
 // <|endoftext|> (50256, or its compact id) in front.
 constexpr int64_t kGpt2Bos = 50256;
+// tokens [B,T] (or [T]) -> [B,T+1] with `bos` in front.
+torch::Tensor prepend_bos(const torch::Tensor& tokens, int64_t bos = kGpt2Bos);
+// Right-padded batch of unequal sequences: tokens [B,Tmax] (pad_id after the end) and the
+// matching attention_mask [B,Tmax] (1 real, 0 pad) for ForwardOptions.
+std::pair<torch::Tensor, torch::Tensor> pad_batch(const std::vector<std::vector<int64_t>>& seqs, int64_t pad_id = kGpt2Bos);
 
 }  // namespace circuitlab::models
