@@ -1,0 +1,37 @@
+// Browser runtime of the circuitlab figure report: vega + vega-lite + vega-embed from npm,
+// bundled by esbuild into one IIFE that the report inlines. It renders every
+// <div class="figure" data-spec="ID"> from the inline JSON block #circuitlab-specs.
+// Not a general viewer: no network, no data loading, no editor links.
+import embed from 'vega-embed';
+
+async function renderAll() {
+  const block = document.getElementById('circuitlab-specs');
+  if (!block) return;
+  const specs = JSON.parse(block.textContent);
+  const figures = document.querySelectorAll('div.figure[data-spec]');
+  const jobs = [];
+  for (const el of figures) {
+    const spec = specs[el.dataset.spec];
+    if (!spec) {
+      el.textContent = 'missing figure spec ' + el.dataset.spec;
+      el.dataset.state = 'error';
+      continue;
+    }
+    jobs.push(
+      embed(el, spec, { renderer: 'svg', actions: false, tooltip: true })
+        .then(() => { el.dataset.state = 'rendered'; })
+        .catch((err) => {
+          el.dataset.state = 'error';
+          el.textContent = 'figure failed to render: ' + err;
+        })
+    );
+  }
+  await Promise.all(jobs);
+  document.body.dataset.figures = 'done';
+}
+
+if (document.readyState === 'loading') {
+  document.addEventListener('DOMContentLoaded', renderAll);
+} else {
+  renderAll();
+}

@@ -1,0 +1,49 @@
+// What the report reads from one run directory: train_config.json, metrics.jsonl,
+// model/config.json, the model's parameter count (from the safetensors header), analysis.json
+// and the snapshot (phase-change) analysis. Files only; nothing is recomputed here.
+// Not a model loader: tensors are never read.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace circuitlab::reports {
+
+struct ModelShape {
+  int n_layers = 0, n_heads = 0, d_model = 0, d_head = 0, n_ctx = 0, d_vocab = 0;
+  bool gpt2 = false;
+  std::string normalization, positional;
+};
+
+struct RunInputs {
+  std::string dir;               // as given on the command line
+  std::string name;              // last path component (preset name: attn0l, attn1l, ...)
+  bool is_gpt2 = false;          // given through --gpt2
+  nlohmann::json train_config;   // null when the run has none (e.g. GPT-2)
+  nlohmann::json model_config;   // model/config.json (or config.json), null when absent
+  ModelShape shape;
+  int64_t n_params = -1;         // from the safetensors header; -1 when no weights file
+  std::string params_source;     // file the count came from
+  std::vector<nlohmann::json> metrics;  // metrics.jsonl rows in file order
+  nlohmann::json analysis;       // analysis.json (required)
+  std::string analysis_path;
+  nlohmann::json phase;          // snapshot analysis (phase change), null when absent
+  std::string phase_path;
+};
+
+// Loads a training run directory (runs/<name>/). Throws circuitlab::Error naming the file and
+// field when analysis.json is missing or a file is malformed.
+RunInputs load_run(const std::string& dir, bool is_gpt2 = false);
+
+// Shape fields from a config.json of either family (TransformerLens keys or HF GPT-2 keys).
+ModelShape shape_from_config(const nlohmann::json& cfg, const std::string& where);
+
+// Sum of the element counts of every tensor in a safetensors file's JSON header.
+int64_t safetensors_param_count(const std::string& path);
+
+// Last metrics row with a non-null numeric `field`; nullptr when none.
+const nlohmann::json* last_with(const std::vector<nlohmann::json>& rows, const std::string& field);
+
+}  // namespace circuitlab::reports

@@ -1,0 +1,79 @@
+// Browser check of a circuitlab report: opens index.html in headless Chromium (playwright-core,
+// /usr/bin/chromium, fresh profile) with every non-file request blocked and recorded, waits
+// for the figure runtime, and checks that each figure container holds a rendered SVG/canvas
+// with data marks. Saves a full-page screenshot and one per figure.
+//   node browser_check.mjs REPORT.html SCREENSHOT_DIR   → prints one JSON line; exit 1 on failure
+// Not a visual diff: a person looks at the screenshots.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [htmlPath, shotDir] = process.argv.slice(2);
+if (!htmlPath || !shotDir) {
+  console.error('usage: node browser_check.mjs REPORT.html SCREENSHOT_DIR');
+  process.exit(2);
+}
+mkdirSync(shotDir, { recursive: true });
+const profile = mkdtempSync(join(tmpdir(), 'circuitlab-chromium-'));
+const result = { figures: 0, rendered: 0, failures: [], blocked: [], requests: [], console_errors: [], marks: {} };
+
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  offline: true,
+  viewport: { width: 1400, height: 1000 },
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith('file:') || url.startsWith('data:') || url.startsWith('blob:')) return route.continue();
+    result.blocked.push(url);
+    return route.abort('blockedbyclient');
+  });
+  const page = await context.newPage();
+  page.on('request', (req) => result.requests.push(req.url()));
+  page.on('console', (msg) => { if (msg.type() === 'error') result.console_errors.push(msg.text()); });
+  page.on('pageerror', (err) => result.console_errors.push(String(err)));
+  const t0 = Date.now();
+  await page.goto(pathToFileURL(resolve(htmlPath)).href, { waitUntil: 'load' });
+  await page.waitForFunction(() => document.body.dataset.figures === 'done', null, { timeout: 120000 });
+  result.render_ms = Date.now() - t0;
+  const figs = await page.$$eval('div.figure[data-spec]', (els) => els.map((el) => {
+    const root = el.querySelector('svg, canvas');
+    // Data marks only (vega tags them role-mark); axes, legends and titles do not count.
+    const marks = root && root.tagName.toLowerCase() === 'svg'
+      ? root.querySelectorAll('g.role-mark > path, g.role-mark > rect, g.role-mark > line, g.role-mark > text, g.role-mark > circle, g.role-mark > g').length
+      : (root ? 1 : 0);
+    const box = root ? root.getBoundingClientRect() : { width: 0, height: 0 };
+    return { id: el.dataset.spec, state: el.dataset.state || '', kind: root ? root.tagName.toLowerCase() : '',
+             marks, width: box.width, height: box.height };
+  }));
+  result.figures = figs.length;
+  for (const f of figs) {
+    result.marks[f.id] = f.marks;
+    if (f.state === 'rendered' && f.kind && f.marks > 0 && f.width > 10 && f.height > 10) result.rendered++;
+    else result.failures.push(f);
+  }
+  result.tables = await page.$$eval('table.data', (ts) => ts.length);
+  await page.screenshot({ path: join(shotDir, 'report-top.png') });
+  await page.screenshot({ path: join(shotDir, 'report-full.png'), fullPage: true });
+  for (const f of figs) {
+    const el = await page.$(`figure#fig-${f.id}`);
+    if (el) await el.screenshot({ path: join(shotDir, `fig-${f.id}.png`) });
+  }
+  const claims = await page.$('section#claims');
+  if (claims) await claims.screenshot({ path: join(shotDir, 'claims.png') });
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+const offFile = result.requests.filter((u) => !u.startsWith('file:') && !u.startsWith('data:') && !u.startsWith('blob:'));
+result.non_file_requests = offFile;
+const ok = result.figures > 0 && result.failures.length === 0 && offFile.length === 0 && result.blocked.length === 0 &&
+           result.console_errors.length === 0;
+console.log(JSON.stringify(result));
+process.exit(ok ? 0 : 1);

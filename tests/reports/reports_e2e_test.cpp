@@ -1,0 +1,165 @@
+// End-to-end tests of `circuitlab report`: demo-sized generated runs through the real binary
+// (time and size budgets), the SVG export, the page in headless Chromium with the network
+// blocked (browser_check.mjs; screenshots in <build>/test-artifacts/reports/), a changed
+// value in analysis.json showing up in exactly the matching figure, and bad-input errors.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "data/file_io.h"
+#include "tests/reports/fixture.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+namespace fx = circuitlab::reports::testing;
+
+namespace {
+
+struct Proc {
+  int status;
+  std::string out;
+  double seconds;
+};
+
+Proc run(const std::string& cmd) {
+  auto t0 = std::chrono::steady_clock::now();
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = p ? pclose(p) : -1;
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+}
+
+std::string bin() {
+  const char* b = std::getenv("CIRCUITLAB_BIN");
+  return b ? b : "build/apps/circuitlab";
+}
+
+std::string source_dir() {
+  const char* s = std::getenv("CIRCUITLAB_SOURCE_DIR");
+  return s ? s : ".";
+}
+
+// <build>/test-artifacts/reports: the binary lives in <build>/apps/.
+fs::path artifacts() {
+  fs::path p = fs::absolute(bin()).parent_path().parent_path() / "test-artifacts" / "reports";
+  fs::create_directories(p);
+  return p;
+}
+
+std::string q(const std::string& s) { return "'" + s + "'"; }
+
+class ReportsE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = artifacts() / "runs";
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    dirs_ = fx::write_toy_runs(root_.string(), /*demo=*/true);
+    gpt2_ = fx::write_gpt2(root_.string());
+  }
+  static std::string report_cmd(const fs::path& out, const std::string& extra = "") {
+    std::string c = q(bin()) + " report --runs";
+    for (auto& d : dirs_) c += " " + q(d);
+    return c + " --gpt2 " + q(gpt2_) + " --out " + q(out.string()) + " --threads 1 " + extra;
+  }
+  static fs::path root_;
+  static std::vector<std::string> dirs_;
+  static std::string gpt2_;
+};
+fs::path ReportsE2E::root_;
+std::vector<std::string> ReportsE2E::dirs_;
+std::string ReportsE2E::gpt2_;
+
+}  // namespace
+
+TEST_F(ReportsE2E, DemoSizedReportRendersInHeadlessChromiumOffline) {
+  fs::path out = artifacts() / "report";
+  fs::remove_all(out);
+  Proc p = run(report_cmd(out));
+  ASSERT_EQ(p.status, 0) << p.out;
+  std::printf("[report] %.2f s wall: %s", p.seconds, p.out.substr(p.out.rfind("report: ")).c_str());
+  EXPECT_LT(p.seconds, 30.0) << "report generation for demo-sized runs must take < 30 s";
+  uintmax_t bytes = fs::file_size(out / "index.html");
+  EXPECT_LT(bytes, 10u * 1024 * 1024) << "index.html must stay < 10 MB";
+
+  // One SVG per figure, each a real vega rendering with marks.
+  std::string html = circuitlab::read_file((out / "index.html").string());
+  size_t n_figs = 0;
+  for (size_t pos = 0; (pos = html.find("<div class=\"figure\" data-spec=\"", pos)) != std::string::npos; ++pos) {
+    size_t s = pos + 31, e = html.find('"', s);
+    std::string id = html.substr(s, e - s);
+    fs::path svg = out / "svg" / (id + ".svg");
+    ASSERT_TRUE(fs::exists(svg)) << svg;
+    std::string text = circuitlab::read_file(svg.string());
+    EXPECT_EQ(text.rfind("<svg", 0), 0u) << svg;
+    EXPECT_NE(text.find("role-mark"), std::string::npos) << svg;
+    ++n_figs;
+  }
+  EXPECT_GE(n_figs, 20u);
+
+  fs::path shots = artifacts() / "screenshots";
+  fs::remove_all(shots);
+  Proc b = run("cd " + q(source_dir()) + " && timeout 300 node tests/reports/browser_check.mjs " + q((out / "index.html").string()) +
+               " " + q(shots.string()));
+  ASSERT_EQ(b.status, 0) << b.out;
+  json r = json::parse(b.out.substr(b.out.rfind("\n{") == std::string::npos ? 0 : b.out.rfind("\n{") + 1));
+  EXPECT_EQ(r["figures"].get<size_t>(), n_figs);
+  EXPECT_EQ(r["rendered"].get<size_t>(), n_figs);
+  EXPECT_TRUE(r["blocked"].empty()) << r["blocked"];
+  EXPECT_TRUE(r["non_file_requests"].empty()) << r["non_file_requests"];
+  EXPECT_TRUE(r["console_errors"].empty()) << r["console_errors"];
+  EXPECT_GE(r["tables"].get<int>(), 5);
+  std::printf("[browser] %zu figures rendered in %d ms; screenshots in %s\n", n_figs, r["render_ms"].get<int>(),
+              shots.string().c_str());
+  EXPECT_TRUE(fs::exists(shots / "report-full.png"));
+  EXPECT_TRUE(fs::exists(shots / "fig-composition-attn2l.png"));
+}
+
+TEST_F(ReportsE2E, ChangedAnalysisValueChangesExactlyTheMatchingFigureAndClaim) {
+  fs::path a_out = artifacts() / "report-before", b_out = artifacts() / "report-after";
+  fs::remove_all(a_out);
+  fs::remove_all(b_out);
+  ASSERT_EQ(run(report_cmd(a_out)).status, 0);
+  std::string path = dirs_[2] + "/analysis.json";
+  std::string original = circuitlab::read_file(path);
+  json a = json::parse(original);
+  // L1H3 of attn2l: a new induction score (drawn as text "0.43" in the head-score heatmap) and
+  // ICL score (claims table).
+  for (auto& h : a["heads"])
+    if (h["layer"] == 1 && h["head"] == 3) h["induction_score"] = 0.4321;
+  a["icl"]["icl_score"] = -0.6543;
+  circuitlab::write_file_atomic(path, a.dump());
+  Proc p = run(report_cmd(b_out));
+  circuitlab::write_file_atomic(path, original);
+  ASSERT_EQ(p.status, 0) << p.out;
+
+  auto svg = [](const fs::path& dir, const std::string& id) { return circuitlab::read_file((dir / "svg" / (id + ".svg")).string()); };
+  std::string before = svg(a_out, "head-scores-attn2l"), after = svg(b_out, "head-scores-attn2l");
+  EXPECT_NE(before, after);
+  EXPECT_NE(after.find(">0.43<"), std::string::npos);
+  for (const char* same : {"composition-attn2l", "head-scores-gpt2", "loss-curves", "kcomp-scatter-attn2l"})
+    EXPECT_EQ(svg(a_out, same), svg(b_out, same)) << same;
+  std::string html = circuitlab::read_file((b_out / "index.html").string());
+  EXPECT_NE(html.find("-0.654 nats"), std::string::npos);
+  EXPECT_EQ(circuitlab::read_file((a_out / "index.html").string()).find("-0.654 nats"), std::string::npos);
+}
+
+TEST_F(ReportsE2E, BadInputIsOneLineAndExitOne) {
+  Proc p = run(q(bin()) + " report --runs " + q((root_ / "missing").string()) + " --out " + q((artifacts() / "bad").string()));
+  EXPECT_EQ(p.status, 1) << p.out;
+  EXPECT_NE(p.out.find("missing"), std::string::npos) << p.out;
+  EXPECT_EQ(std::count(p.out.begin(), p.out.end(), '\n'), 1) << p.out;
+  Proc h = run(q(bin()) + " report --help");
+  EXPECT_EQ(h.status, 0);
+  EXPECT_NE(h.out.find("--gpt2"), std::string::npos);
+  EXPECT_NE(h.out.find("--threads"), std::string::npos);
+}
