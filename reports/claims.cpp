@@ -159,7 +159,7 @@ void claims_2l(const RunInputs& r, std::vector<Claim>& out) {
   if (!r.is_gpt2) {
     // Previous-token head(s) K-composing with the induction heads.
     Claim c{r.name, "Two-layer: K-composition",
-            "One previous-token head in layer 1 K-composes with the induction heads (the only significant composition)",
+            "One previous-token head of the first layer K-composes with the induction heads (the only significant composition)",
             "1 previous-token head; K-composition well above baseline", "",
             "reproduced: a previous-token head (score ≥ " + fmt(prev_t, 2) + ") whose K-composition with every induction head is ≥ 3× the random baseline; partly: ≥ 2× with at least one",
             kNA};

@@ -298,6 +298,10 @@ std::optional<Figure> fig_attention(const RunInputs& r, const json& sample, cons
                "in the second half, previous-token heads the sub-diagonal. ";
   else if (!tokens_text.empty())
     caption += "Text: <q>" + html_escape(tokens_text.substr(0, 300)) + "</q>. ";
+  size_t total_heads = static_cast<size_t>(std::max(0, r.shape.n_layers * r.shape.n_heads));
+  if (n_heads < total_heads)
+    caption += "Showing " + std::to_string(n_heads) + " of " + std::to_string(total_heads) +
+               " heads: analysis.json keeps the top heads by previous-token, induction and duplicate score for large models. ";
   if (!limit_note.empty()) caption += "<em>Limited: " + html_escape(limit_note) + ".</em>";
   return make("attention-" + slug(name) + "-" + slug(r.name), r.name + ": attention on " + what, caption, spec);
 }

@@ -3,6 +3,7 @@
 // claims.cpp; numbers are copied from the run files, never recomputed.
 #include "reports/report.h"
 
+#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,16 @@ namespace {
 using nlohmann::json;
 
 std::string esc(const std::string& s) { return html_escape(s); }
+
+std::vector<std::string> list_files(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') out.push_back(e->d_name);
+    ::closedir(d);
+  }
+  return out;
+}
 
 std::string td(const std::string& s, const char* cls = nullptr) {
   return cls ? "<td class=\"" + std::string(cls) + "\">" + s + "</td>" : "<td>" + s + "</td>";
@@ -78,6 +89,11 @@ std::string model_cards(const std::vector<const RunInputs*>& all) {
   row("ICL score", [](const RunInputs& r) {
     auto icl = get(r.analysis, "icl");
     return icl ? fmt(num(*icl, "icl_score"), 3) : fmt(kNaN);
+  });
+  row("analysed", [](const RunInputs& r) {
+    std::string when = r.analysis.value("created_utc", json("")).is_string() ? r.analysis.value("created_utc", "") : "";
+    auto data = get(r.analysis, "data_dir");
+    return esc(when) + (data && data->is_string() ? "<br><small>data: " + esc(data->get<std::string>()) + "</small>" : "<br><small>without data</small>");
   });
   row("training time", [](const RunInputs& r) {
     const json* m = last_with(r.metrics, "elapsed_s");
@@ -311,7 +327,7 @@ const char* kStyle = R"CSS(
 body{font-family:Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fafafa;line-height:1.45}
 header{background:#1f3a5f;color:#fff;padding:18px 32px}
 header h1{margin:0 0 4px 0;font-size:24px} header p{margin:2px 0;font-size:13px;opacity:.9}
-nav{padding:8px 32px;background:#eef2f7;font-size:14px;position:sticky;top:0;z-index:2;border-bottom:1px solid #d5dde8}
+nav{padding:8px 32px;background:#eef2f7;font-size:14px;border-bottom:1px solid #d5dde8}
 nav a{margin-right:16px;color:#1f3a5f;text-decoration:none}
 main{padding:8px 32px 48px 32px;max-width:1500px}
 section{margin-top:28px} h2{border-bottom:2px solid #1f3a5f;padding-bottom:4px}
@@ -423,6 +439,10 @@ ReportResult write_report(const ReportOptions& opts) {
   if (opts.svg) {
     std::string svg_dir = opts.out + "/svg";
     make_dirs(svg_dir);
+    // Figures of an earlier report into the same --out that this one no longer has.
+    for (const auto& entry : list_files(svg_dir))
+      if (entry.size() > 4 && entry.compare(entry.size() - 4, 4, ".svg") == 0 && !specs.contains(entry.substr(0, entry.size() - 4)))
+        ::unlink((svg_dir + "/" + entry).c_str());
     std::string specs_path = opts.out + "/.specs." + std::to_string(::getpid()) + ".json";
     write_file_atomic(specs_path, specs.dump(-1, ' ', false, json::error_handler_t::replace));
     try {

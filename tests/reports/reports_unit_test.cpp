@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "data/error.h"
@@ -58,8 +60,8 @@ class ReportsUnit : public ::testing::Test {
  protected:
   void SetUp() override {
     root = temp_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    dirs = testing::write_toy_runs(root, false);
-    gpt2_dir = testing::write_gpt2(root);
+    dirs = circuitlab::reports::testing::write_toy_runs(root, false);
+    gpt2_dir = circuitlab::reports::testing::write_gpt2(root);
   }
   void TearDown() override { fs::remove_all(root); }
   Report build() {
