@@ -55,7 +55,7 @@ nlohmann::json to_json(const ModelConfig& c) {
   j["initializer_range"] = c.init_range();
   j["init_mode"] = "gpt2";
   j["seed"] = c.seed;
-  j["original_architecture"] = c.family == "gpt2" ? "GPT2LMHeadModel" : nullptr;
+  if (c.family == "gpt2") j["original_architecture"] = "GPT2LMHeadModel";
   j["circuitlab"] = {{"format", "circuitlab-model-v1"}, {"use_bias", c.use_bias}, {"family", "toy"}};
   return j;
 }
