@@ -41,7 +41,7 @@ std::vector<std::pair<std::string, models::HookFn>> head_ablation_hooks(models::
     });
     for (const auto& [l, _] : by_layer) {
       const auto& z = cache.at(z_name(l));  // [B,T,H,Dh]
-      means[l] = z.mean(/*dim=*/{0, 1});     // [H,Dh]
+      means[l] = z.mean(std::vector<int64_t>{0, 1});  // [H,Dh]
     }
   }
   std::vector<std::pair<std::string, models::HookFn>> hooks;

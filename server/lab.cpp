@@ -26,6 +26,8 @@ namespace fs = std::filesystem;
 struct Lab::Model {
   std::string name;
   models::LoadedModel loaded;
+  std::unique_ptr<data::Tokenizer> own_tok;  // HF dirs with vocab.json + merges.txt
+  const data::Tokenizer* tok = nullptr;      // own_tok or the lab's default
   std::mutex mu;
   const models::ModelConfig& cfg() const { return loaded.model->cfg(); }
   // Model id of a GPT-2 id (compact models: "other" when outside the map).
@@ -172,6 +174,9 @@ std::string Lab::add_model(const std::string& dir, const std::string& name_in) {
   auto m = std::make_unique<Model>();
   m->loaded = models::load_model_dir(dir);
   m->loaded.model->eval();
+  if (fs::exists(fs::path(dir) / "vocab.json") && fs::exists(fs::path(dir) / "merges.txt"))
+    m->own_tok = std::make_unique<data::Tokenizer>(models::load_model_tokenizer(dir));
+  m->tok = m->own_tok ? m->own_tok.get() : tok_.get();
   std::string name = name_in.empty() ? model_name_from_dir(dir) : name_in;
   std::lock_guard<std::mutex> lk(models_mu_);
   std::string unique = name;
@@ -226,7 +231,7 @@ std::vector<int64_t> Lab::encode(const Model& m, const std::string& text, bool p
   std::vector<int32_t> g;
   {
     std::lock_guard<std::mutex> lk(tok_mu_);
-    g = tok_->encode(text);
+    g = m.tok->encode(text);
   }
   std::vector<int64_t> ids;
   ids.reserve(g.size() + 1);
@@ -247,8 +252,8 @@ std::string Lab::token_str(const Model& m, int64_t id) const {
   const int32_t g = m.to_gpt2(id);
   if (g < 0) return "\u27E8other\u27E9";
   std::lock_guard<std::mutex> lk(tok_mu_);
-  if (g >= tok_->vocab_size()) return "\u27E8" + std::to_string(g) + "\u27E9";
-  return tok_->token_str(g);
+  if (g >= m.tok->vocab_size()) return "\u27E8" + std::to_string(g) + "\u27E9";
+  return m.tok->token_str(g);
 }
 
 std::string Lab::decode(const Model& m, const std::vector<int64_t>& ids) const {
@@ -257,12 +262,12 @@ std::string Lab::decode(const Model& m, const std::vector<int64_t>& ids) const {
   auto flush = [&] {
     if (run.empty()) return;
     std::lock_guard<std::mutex> lk(tok_mu_);
-    out += tok_->decode(run);
+    out += m.tok->decode(run);
     run.clear();
   };
   for (int64_t id : ids) {
     const int32_t g = m.to_gpt2(id);
-    if (g < 0 || g >= 50257) {
+    if (g < 0 || g >= m.tok->vocab_size()) {
       flush();
       out += token_str(m, id);
     } else {
@@ -315,7 +320,7 @@ json Lab::tokenize(const json& req) {
   std::vector<int32_t> g;
   {
     std::lock_guard<std::mutex> lk(tok_mu_);
-    g = tok_->encode(text);
+    g = m.tok->encode(text);
   }
   std::vector<int64_t> ids;
   if (bos) ids.push_back(m.from_gpt2(data::kEndOfText));
@@ -513,7 +518,7 @@ json Lab::patch(const json& req) {
     std::vector<int32_t> g;
     {
       std::lock_guard<std::mutex> lk(tok_mu_);
-      g = tok_->encode(s);
+      g = m.tok->encode(s);
     }
     if (g.size() != 1)
       bad(std::string("field \"") + key + "\": \"" + s + "\" must be exactly one token (it is " +

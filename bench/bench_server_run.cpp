@@ -1,0 +1,70 @@
+// `run` round trip of the lab over HTTP on loopback (client -> httplib -> forward pass with
+// cache, attention, residual norms, logit lens -> JSON -> client): the attn2l demo model and a
+// 64-token prompt (BOS included). Target: under 150 ms. Medians via --benchmark_repetitions.
+//   build/bench/bench_server_run [--model DIR] [--threads N] [benchmark flags]
+#include <benchmark/benchmark.h>
+#include <httplib.h>
+
+#include <cstring>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/server_bench_common.h"
+#include "server/http_server.h"
+#include "server/lab.h"
+
+using namespace circuitlab;
+
+static std::string g_model_dir;
+static int g_threads = 1;
+
+static void BM_RunRoundTrip(benchmark::State& state, bool attention) {
+  at::set_num_threads(g_threads);
+  server::Lab lab;
+  const std::string name = lab.add_model(g_model_dir);
+  server::ServeOptions so;
+  so.port = 0;
+  server::HttpServer http(lab, so);
+  const int port = http.bind();
+  std::thread th([&] { http.listen(); });
+  auto tok = data::Tokenizer::load_default();
+  const std::string prompt = benchsrv::prompt_of_tokens(tok, 63);  // + BOS = 64 tokens
+  const std::string body =
+      nlohmann::json{{"model", name}, {"text", prompt}, {"attention", attention}}.dump();
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_keep_alive(true);
+  size_t bytes = 0;
+  int64_t n_tokens = 0;
+  for (auto _ : state) {
+    auto res = cli.Post("/api/run", body, "application/json");
+    if (!res || res->status != 200) {
+      state.SkipWithError(res ? res->body.c_str() : "no response");
+      break;
+    }
+    bytes = res->body.size();
+    if (n_tokens == 0) n_tokens = static_cast<int64_t>(nlohmann::json::parse(res->body)["tokens"].size());
+  }
+  state.counters["tokens"] = static_cast<double>(n_tokens);
+  state.counters["response_kB"] = bytes / 1024.0;
+  http.stop();
+  th.join();
+}
+BENCHMARK_CAPTURE(BM_RunRoundTrip, full, true)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_RunRoundTrip, no_attention, false)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+
+int main(int argc, char** argv) {
+  std::vector<char*> rest;
+  std::string model;
+  for (int i = 0; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) g_threads = std::atoi(argv[++i]);
+    else rest.push_back(argv[i]);
+  }
+  g_model_dir = benchsrv::model_dir_for_bench(model, "/tmp/circuitlab-bench-attn2l-standin");
+  int rargc = static_cast<int>(rest.size());
+  benchmark::Initialize(&rargc, rest.data());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,92 @@
+// Browser test of the lab: playwright-core drives Debian's chromium (headless) against a running
+// `circuitlab serve`. Steps: attention grid after a prompt, zeroing a head changes predictions,
+// patching draws a heatmap, steering shows two generations. Screenshots go to ARTIFACTS.
+// usage: node e2e_lab.mjs URL ARTIFACTS_DIR N_LAYERS N_HEADS
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const [url, artifacts, nLayers, nHeads] = process.argv.slice(2);
+const L = Number(nLayers), H = Number(nHeads);
+fs.mkdirSync(artifacts, { recursive: true });
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'circuitlab-chromium-'));
+const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+function check(cond, msg) { if (!cond) throw new Error(msg); }
+const shot = (page, name) => page.screenshot({ path: path.join(artifacts, name), fullPage: true });
+
+const ctx = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args,
+  viewport: { width: 1400, height: 1000 },
+});
+const page = ctx.pages()[0] ?? await ctx.newPage();
+const consoleErrors = [];
+page.on('console', m => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+page.on('pageerror', e => consoleErrors.push(String(e)));
+page.setDefaultTimeout(60000);
+try {
+  // 1. Load the page, enter a prompt, see the attention grid.
+  await page.goto(url);
+  await page.waitForSelector('[data-testid=model-picker] option');
+  await page.fill('[data-testid=prompt]', 'When Mary and John went to the store, John gave a drink to');
+  await page.click('[data-testid=run]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent?.startsWith('ran'));
+  const heads = await page.locator('[data-testid=attn-head]').count();
+  check(heads === L * H, `attention grid has ${heads} heads, expected ${L * H}`);
+  const nTok = await page.locator('[data-testid=token-strip] .tok').count();
+  check(nTok > 5, `token strip shows ${nTok} tokens`);
+  check(await page.locator('[data-testid=resid-table] td').count() === (L + 1) * nTok, 'residual heatmap is (L+1) x T');
+  await shot(page, '01-attention-grid.png');
+
+  // Click to enlarge a head, hover a token: the strip recolours by where it attends.
+  await page.locator('[data-testid=attn-head]').nth(1).click();
+  await page.waitForSelector('[data-testid=attn-large]');
+  await page.locator('[data-testid=token-strip] .tok').nth(nTok - 1).hover();
+  await page.waitForFunction(() => (document.querySelector('#attn-detail')?.textContent ?? '').includes('attends to'));
+  await shot(page, '02-head-enlarged-hover.png');
+
+  // 2. Zero a head: the predictions change (re-run happens on the toggle).
+  const before = await page.locator('[data-testid=predictions]').innerText();
+  await page.mouse.move(0, 0);
+  await page.click('[data-testid=toggle-L0H0]');
+  if (L > 1) await page.click('[data-testid=toggle-L1H0]');
+  await page.waitForFunction((b) => {
+    const t = document.querySelector('[data-testid=predictions]')?.innerText ?? '';
+    const s = document.querySelector('[data-testid=status]')?.textContent ?? '';
+    return s.startsWith('ran') && t !== b;
+  }, before);
+  const loss = await page.locator('[data-testid=loss]').innerText();
+  check(loss.includes('clean') && loss.includes('Δ'), `loss line shows the delta: "${loss}"`);
+  const changed = await page.locator('[data-testid=pred].changed').count();
+  await shot(page, '03-head-zeroed.png');
+  console.log(`zeroing changed ${changed} top-1 predictions; ${loss}`);
+
+  // 3. Patching draws a heatmap.
+  await page.click('[data-testid=patch-run]');
+  await page.waitForSelector('[data-testid=patch-table]');
+  const cells = await page.locator('[data-testid=patch-table] td').count();
+  check(cells === L * nTok, `patching heatmap has ${cells} cells, expected ${L * nTok}`);
+  await page.locator('[data-testid=patch-table]').scrollIntoViewIfNeeded();
+  await shot(page, '04-patching-heatmap.png');
+
+  // 4. Steering shows two generations side by side.
+  await page.fill('#steer-coef', '20');
+  await page.click('[data-testid=steer-run]');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=generation]').length === 2);
+  const gens = await page.locator('[data-testid=generation]').allInnerTexts();
+  check(gens.every(g => g.length > 0), 'both generations are non-empty');
+  await page.locator('[data-testid=steer-steered]').scrollIntoViewIfNeeded();
+  await shot(page, '05-steering.png');
+  console.log('generations:', JSON.stringify(gens));
+  check(consoleErrors.length === 0, `console errors: ${consoleErrors.join(' | ')}`);
+  console.log('e2e ok');
+} catch (e) {
+  await shot(page, 'failure.png').catch(() => {});
+  console.error('e2e FAILED:', e.message);
+  process.exitCode = 1;
+} finally {
+  await ctx.close();
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}

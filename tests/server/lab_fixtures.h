@@ -1,0 +1,129 @@
+// Test fixtures for the lab: small models written the way users' models are (a compact-vocab
+// toy through models::save_model_dir, a Hugging Face-layout GPT-2 through make_tiny_gpt2.py),
+// and a `circuitlab serve` child process on a free loopback port.
+// Not test cases (api_test.cpp, e2e_test.cpp).
+#pragma once
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/tokenizer.h"
+#include "data/vocab_map.h"
+#include "models/model_dir.h"
+
+namespace circuitlab::labtest {
+
+inline std::string source_dir() {
+  const char* s = std::getenv("CIRCUITLAB_SOURCE_DIR");
+  return s && *s ? s : ".";
+}
+
+// Texts whose tokens the toy's compact vocabulary covers (the web page's default prompts among them).
+inline std::vector<std::string> toy_vocab_texts() {
+  return {"When Mary and John went to the store, John gave a drink to Mary.",
+          "When Mary and John went to the store, Mary gave a drink to John.",
+          "I went up to my friend and said Love Hate hello the cat sat on the mat.",
+          "The quick brown fox jumps over the lazy dog. A B C D E F G 1 2 3"};
+}
+
+// A randomly initialised toy HookedTransformer on a compact vocabulary; a large init range makes
+// its attention sharp and its predictions decisive, so interventions visibly change outputs.
+inline std::string make_toy_model_dir(const std::string& dir, int n_layers = 2, int n_heads = 4, uint64_t seed = 1) {
+  auto tok = data::Tokenizer::load_default();
+  std::set<int32_t> ids{data::kEndOfText, 220};
+  for (const auto& t : toy_vocab_texts())
+    for (int32_t id : tok.encode(t)) ids.insert(id);
+  data::VocabMap vm(std::vector<int32_t>(ids.begin(), ids.end()));
+  models::ModelConfig cfg;
+  cfg.n_layers = n_layers;
+  cfg.d_model = 64;
+  cfg.n_heads = n_heads;
+  cfg.d_head = 16;
+  cfg.n_ctx = 64;
+  cfg.d_vocab = vm.size();
+  cfg.d_vocab_out = vm.size();
+  cfg.attn_only = true;
+  cfg.initializer_range = 0.5;
+  cfg.seed = static_cast<int>(seed);
+  torch::manual_seed(seed);
+  models::HookedTransformer model(cfg);
+  models::save_model_dir(model, dir, &vm);
+  return dir;
+}
+
+inline std::string make_gpt2_dir(const std::string& dir) {
+  const std::string cmd = "/usr/bin/python3 " + source_dir() + "/tests/server/make_tiny_gpt2.py '" + dir + "'";
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
+  return dir;
+}
+
+inline std::string fresh_temp_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("circuitlab-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+// `circuitlab serve` as a child process; stopped (SIGTERM, then SIGKILL) on destruction.
+class ServeProcess {
+ public:
+  explicit ServeProcess(std::vector<std::string> args, const std::string& log_path) {
+    const char* bin = std::getenv("CIRCUITLAB_BIN");
+    if (!bin || !*bin) throw std::runtime_error("CIRCUITLAB_BIN is not set (run through ctest)");
+    port_file_ = log_path + ".port";
+    std::filesystem::remove(port_file_);
+    std::vector<std::string> argv{bin, "serve", "--port", "0", "--port-file", port_file_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      FILE* f = std::freopen(log_path.c_str(), "w", stderr);
+      (void)f;
+      std::vector<char*> cargv;
+      for (auto& a : argv) cargv.push_back(a.data());
+      cargv.push_back(nullptr);
+      ::execv(cargv[0], cargv.data());
+      _exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::ifstream in(port_file_);
+      if (in >> port_ && port_ > 0) return;
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("circuitlab serve exited early; see " + log_path);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    throw std::runtime_error("circuitlab serve did not report a port within 60 s; see " + log_path);
+  }
+  ~ServeProcess() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 50; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string port_file_;
+};
+
+}  // namespace circuitlab::labtest
