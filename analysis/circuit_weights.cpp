@@ -1,0 +1,162 @@
+// LayerNorm folding and the embedding Gram matrices (see circuit_weights.h for the choices).
+#include "analysis/circuit_weights.h"
+
+#include "data/error.h"
+
+namespace circuitlab::analysis {
+
+namespace {
+
+torch::Tensor get(const std::map<std::string, torch::Tensor>& sd, const std::string& name,
+                  std::vector<int64_t> shape) {
+  auto it = sd.find(name);
+  if (it == sd.end()) fail("model weights: tensor '" + name + "' is missing");
+  torch::Tensor t = it->second.detach().to(torch::kCPU);
+  if (t.sizes().vec() != shape) {
+    std::string want = "[";
+    for (size_t i = 0; i < shape.size(); ++i) want += (i ? "," : "") + std::to_string(shape[i]);
+    fail("model weights: tensor '" + name + "' has shape " + c10::str(t.sizes()) + ", expected " + want + "]");
+  }
+  return t;
+}
+
+bool has(const std::map<std::string, torch::Tensor>& sd, const std::string& name) { return sd.count(name) > 0; }
+
+// Centre over dim (subtract the mean).
+torch::Tensor centre(const torch::Tensor& t, int64_t dim) { return t - t.mean(dim, /*keepdim=*/true); }
+
+}  // namespace
+
+FactoredMatrix CircuitWeights::OV(int layer, int head) const {
+  const int i = idx(layer, head);
+  return FactoredMatrix(W_V[i], W_O[i]);
+}
+
+FactoredMatrix CircuitWeights::QK(int layer, int head) const {
+  const int i = idx(layer, head);
+  return FactoredMatrix(W_Q[i], W_K[i].transpose());
+}
+
+torch::Tensor CircuitWeights::W_U_folded() const {
+  if (!tied) return W_U;
+  torch::Tensor left = to_torch(unembed_left, W_E_raw.scalar_type());
+  torch::Tensor wu = torch::matmul(left, W_E_raw.t());  // [D, V]
+  return opts.center_unembed ? centre(wu, 1) : wu;
+}
+
+std::string CircuitWeights::folding_statement() const {
+  std::string s;
+  if (cfg.has_ln() && opts.fold_ln)
+    s += "ln1.w folded into W_Q/W_K/W_V and ln_final.w into W_U, reading weights centred (LN mean subtraction); ";
+  else if (cfg.has_ln())
+    s += "LN weights not folded; ";
+  else
+    s += "model has no LayerNorm: nothing folded; ";
+  if (cfg.has_ln() && opts.center_writing) s += "W_E and W_O centred over d_model; ";
+  if (opts.center_unembed) s += "W_U centred over the vocabulary; ";
+  s += "LN's per-token 1/sigma dropped (a per-token scalar); biases excluded from token circuits; "
+       "W_pos excluded from token-token circuits";
+  s += cfg.shortformer() ? " (shortformer: positions only enter Q/K inputs)." : " (standard positions).";
+  return s;
+}
+
+CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::map<std::string, torch::Tensor>& sd,
+                                    FoldOptions opts) {
+  CircuitWeights w;
+  w.cfg = cfg;
+  w.opts = opts;
+  w.L = cfg.n_layers;
+  w.H = cfg.n_heads;
+  w.D = cfg.d_model;
+  w.Dh = cfg.d_head;
+  w.V = cfg.d_vocab;
+  w.V_out = cfg.vocab_out();
+  const bool ln = cfg.has_ln();
+  const bool fold = ln && opts.fold_ln;
+  const bool centre_w = ln && opts.center_writing;
+  torch::NoGradGuard ng;
+  const auto f64 = torch::kFloat64;
+
+  torch::Tensor W_E = get(sd, "embed.W_E", {w.V, w.D}).to(f64);  // [V, D]
+  w.tied = !has(sd, "unembed.W_U");
+  if (w.tied && !cfg.tied_unembed && cfg.family != "gpt2")
+    fail("model weights: tensor 'unembed.W_U' is missing (and the config does not tie it to W_E)");
+  if (w.tied && w.V_out != w.V) fail("model weights: tied unembedding needs d_vocab_out == d_vocab");
+
+  // Final LN folded into the unembedding: W_U' = P·diag(w_f)·W_U, b_U' = b_U + b_f·W_U.
+  torch::Tensor wf = torch::ones({w.D}, f64), bf = torch::zeros({w.D}, f64);
+  if (fold) {
+    wf = get(sd, "ln_final.w", {w.D}).to(f64);
+    if (has(sd, "ln_final.b")) bf = get(sd, "ln_final.b", {w.D}).to(f64);
+  }
+  torch::Tensor b_U = has(sd, "unembed.b_U") ? get(sd, "unembed.b_U", {w.V_out}).to(f64) : torch::zeros({w.V_out}, f64);
+  Mat P = Mat::Identity(w.D, w.D);
+  if (ln) P.array() -= 1.0 / w.D;
+
+  if (w.tied) {
+    // W_U = W_Eᵀ: W_U' = (P·diag(w_f) or I)·W_Eᵀ·C_vocab, kept implicit (never V×D twice).
+    Mat R = Mat::Identity(w.D, w.D);
+    if (fold) R = P * to_eigen(wf).asDiagonal();
+    w.unembed_left = R;
+    w.W_E_raw = W_E.to(opts.big_dtype);
+    w.b_U = b_U + torch::matmul(bf, W_E.t());
+  } else {
+    torch::Tensor W_U = get(sd, "unembed.W_U", {w.D, w.V_out}).to(f64);  // [D, V_out]
+    w.b_U = b_U + torch::matmul(bf, W_U);
+    if (fold) W_U = centre(wf.unsqueeze(1) * W_U, 0);
+    if (opts.center_unembed) W_U = centre(W_U, 1);
+    w.W_U = W_U.to(opts.big_dtype);
+  }
+  if (w.tied && opts.center_unembed) w.b_U = w.b_U - w.b_U.mean();
+  if (!w.tied && opts.center_unembed) w.b_U = w.b_U - w.b_U.mean();
+  w.W_E = (centre_w ? centre(W_E, 1) : W_E).to(opts.big_dtype);
+
+  for (int l = 0; l < w.L; ++l) {
+    const std::string pre = "blocks." + std::to_string(l) + ".";
+    torch::Tensor w1 = fold ? get(sd, pre + "ln1.w", {w.D}).to(f64) : torch::ones({w.D}, f64);
+    torch::Tensor Wq = get(sd, pre + "attn.W_Q", {w.H, w.D, w.Dh}).to(f64);
+    torch::Tensor Wk = get(sd, pre + "attn.W_K", {w.H, w.D, w.Dh}).to(f64);
+    torch::Tensor Wv = get(sd, pre + "attn.W_V", {w.H, w.D, w.Dh}).to(f64);
+    torch::Tensor Wo = get(sd, pre + "attn.W_O", {w.H, w.Dh, w.D}).to(f64);
+    auto read = [&](const torch::Tensor& W) {  // [H, D, Dh] -> P·diag(w1)·W
+      torch::Tensor s = W * w1.view({1, w.D, 1});
+      return fold ? centre(s, 1) : s;
+    };
+    Wq = read(Wq);
+    Wk = read(Wk);
+    Wv = read(Wv);
+    if (centre_w) Wo = centre(Wo, 2);
+    for (int h = 0; h < w.H; ++h) {
+      w.W_Q.push_back(to_eigen(Wq[h]));
+      w.W_K.push_back(to_eigen(Wk[h]));
+      w.W_V.push_back(to_eigen(Wv[h]));
+      w.W_O.push_back(to_eigen(Wo[h]));
+    }
+  }
+  return w;
+}
+
+EmbedGrams embed_grams(const CircuitWeights& w) {
+  torch::NoGradGuard ng;
+  EmbedGrams g;
+  if (!w.tied) {
+    g.qk = to_eigen(torch::matmul(w.W_E.t(), w.W_E));  // [D, D]
+    g.ov = to_eigen(torch::matmul(w.W_U, w.W_E));      // [D, D]
+    return g;
+  }
+  // Tied: one Gram K = W_rawᵀ·W_raw. W_E' = W_raw·P (P = I without LN/centring), so
+  // qk = P·K·P; W_U' = R·W_rawᵀ·C, so ov = R·W_rawᵀ·C·W_raw·P = R·(K − V·μμᵀ)·P, μ = mean row.
+  Mat K = to_eigen(torch::matmul(w.W_E_raw.t(), w.W_E_raw));
+  Mat P = Mat::Identity(w.D, w.D);
+  if (w.cfg.has_ln() && w.opts.center_writing) P.array() -= 1.0 / w.D;
+  Mat Kc = K;
+  if (w.opts.center_unembed) {
+    Mat mu = to_eigen(w.W_E_raw.to(torch::kFloat64).mean(0));  // [D, 1]
+    Kc -= static_cast<double>(w.V) * mu * mu.transpose();
+  }
+  g.qk = P * K * P;
+  g.ov = w.unembed_left * Kc * P;
+  return g;
+}
+
+}  // namespace circuitlab::analysis
