@@ -66,8 +66,10 @@ std::vector<json> read_jsonl(const std::string& path) {
 ModelShape shape_from_config(const json& cfg, const std::string& where) {
   if (!cfg.is_object()) fail(where + ": expected a JSON object");
   ModelShape s;
-  s.gpt2 = cfg.value("model_type", "") == "gpt2" || cfg.contains("n_layer");
-  if (s.gpt2) {
+  // HF GPT-2 keys, or TransformerLens keys (analysis.json's copy marks GPT-2 by "family").
+  bool hf = cfg.value("model_type", json("")) == "gpt2" || cfg.contains("n_layer");
+  s.gpt2 = hf || cfg.value("family", json("")) == "gpt2";
+  if (hf) {
     s.n_layers = int_field(cfg, {"n_layer"}, where, true);
     s.n_heads = int_field(cfg, {"n_head"}, where, true);
     s.d_model = int_field(cfg, {"n_embd"}, where, true);
@@ -135,21 +137,40 @@ RunInputs load_run(const std::string& dir_in, bool is_gpt2) {
   std::string dir = dir_in;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   r.is_gpt2 = is_gpt2;
-  if (!is_directory(dir)) fail(dir_in + ": run directory does not exist");
-  r.name = base_name(dir);
+  // Either a run directory holding analysis.json, or an analysis .json file itself (e.g. a
+  // GPT-2 analysis written next to, not into, the HF model dir).
+  bool given_file = !is_directory(dir) && file_exists(dir) && dir.size() > 5 && dir.compare(dir.size() - 5, 5, ".json") == 0;
+  if (!given_file && !is_directory(dir)) fail(dir_in + ": run directory does not exist");
+  if (given_file) {
+    r.analysis_path = dir;
+    std::string file = base_name(dir);
+    auto slash = dir.find_last_of('/');
+    dir = slash == std::string::npos ? "." : dir.substr(0, slash);
+    r.name = file == "analysis.json" ? base_name(dir) : file.substr(0, file.size() - 5);
+  } else {
+    r.name = base_name(dir);
+    r.analysis_path = dir + "/analysis.json";
+  }
 
-  r.analysis_path = dir + "/analysis.json";
   if (!file_exists(r.analysis_path))
     fail(r.analysis_path + ": missing (run `circuitlab analyze --model " + dir + "/model --out " +
          r.analysis_path + "` first)");
   r.analysis = parse_json_file(r.analysis_path);
   if (!r.analysis.is_object()) fail(r.analysis_path + ": expected a JSON object");
 
-  if (file_exists(dir + "/train_config.json")) r.train_config = parse_json_file(dir + "/train_config.json");
-  if (file_exists(dir + "/metrics.jsonl")) r.metrics = read_jsonl(dir + "/metrics.jsonl");
+  // A bare analysis file speaks for itself; a run dir also has training files and the model.
+  std::vector<std::string> config_paths, weight_paths;
+  if (!given_file) {
+    if (file_exists(dir + "/train_config.json")) r.train_config = parse_json_file(dir + "/train_config.json");
+    if (file_exists(dir + "/metrics.jsonl")) r.metrics = read_jsonl(dir + "/metrics.jsonl");
+    config_paths = {dir + "/model/config.json", dir + "/config.json"};
+    weight_paths = {dir + "/model/model.safetensors", dir + "/model.safetensors"};
+  }
+  if (auto md = r.analysis.find("model_dir"); md != r.analysis.end() && md->is_string() && !md->get<std::string>().empty())
+    weight_paths.push_back(md->get<std::string>() + "/model.safetensors");
 
   // Model config: the model dir of a run, the dir itself (a GPT-2 HF dir), or analysis.json's copy.
-  for (const std::string& p : {dir + "/model/config.json", dir + "/config.json"}) {
+  for (const std::string& p : config_paths) {
     if (file_exists(p)) {
       r.model_config = parse_json_file(p);
       r.shape = shape_from_config(r.model_config, p);
@@ -165,16 +186,22 @@ RunInputs load_run(const std::string& dir_in, bool is_gpt2) {
   }
   if (r.shape.gpt2) r.is_gpt2 = true;
 
-  for (const std::string& p : {dir + "/model/model.safetensors", dir + "/model.safetensors"}) {
-    if (file_exists(p)) {
+  for (const std::string& p : weight_paths) {
+    if (!file_exists(p)) continue;
+    // The count is a model-card nicety: an unreadable weights file leaves it unknown ("—")
+    // rather than failing the report (loading the weights is the model layer's job).
+    try {
       r.n_params = safetensors_param_count(p);
       r.params_source = p;
-      break;
+    } catch (const Error& e) {
+      r.params_source = std::string("unreadable: ") + e.what();
     }
+    break;
   }
 
-  for (const std::string& p : {dir + "/phase_change.json", dir + "/snapshots/analysis.json",
-                               dir + "/snapshots_analysis.json"}) {
+  for (const std::string& p : std::vector<std::string>{dir + "/phase_change.json", dir + "/snapshots/analysis.json",
+                                                      dir + "/snapshots_analysis.json"}) {
+    if (given_file) break;
     if (file_exists(p)) {
       r.phase = parse_json_file(p);
       r.phase_path = p;

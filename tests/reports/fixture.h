@@ -67,6 +67,46 @@ inline int64_t write_safetensors(const std::string& path, const FixtureShape& s)
   return total;
 }
 
+// A real (random-weight) attention-only model dir in the TransformerLens layout, for running the
+// actual `circuitlab analyze` in the tests: weights ~ N(0, 0.02²·…), no LayerNorm, zero biases.
+inline void write_random_model(const std::string& dir, const FixtureShape& s) {
+  make_dirs(dir);
+  json cfg = {{"n_layers", s.n_layers}, {"d_model", s.d_model}, {"n_heads", s.n_heads}, {"d_head", s.d_head},
+              {"n_ctx", s.n_ctx}, {"d_vocab", s.d_vocab}, {"d_vocab_out", s.d_vocab}, {"attn_only", true},
+              {"normalization_type", nullptr}, {"positional_embedding_type", "standard"}, {"act_fn", "gelu_new"},
+              {"d_mlp", 4 * s.d_model}, {"eps", 1e-5}, {"seed", 0}};
+  write_file_atomic(dir + "/config.json", cfg.dump(2));
+  std::vector<std::pair<std::string, std::vector<int64_t>>> tensors = {
+      {"embed.W_E", {s.d_vocab, s.d_model}}, {"pos_embed.W_pos", {s.n_ctx, s.d_model}}};
+  for (int l = 0; l < s.n_layers; ++l) {
+    std::string p = "blocks." + std::to_string(l) + ".attn.";
+    for (const char* w : {"W_Q", "W_K", "W_V"}) tensors.push_back({p + w, {s.n_heads, s.d_model, s.d_head}});
+    tensors.push_back({p + "W_O", {s.n_heads, s.d_head, s.d_model}});
+    for (const char* b : {"b_Q", "b_K", "b_V"}) tensors.push_back({p + b, {s.n_heads, s.d_head}});
+    tensors.push_back({p + "b_O", {s.d_model}});
+  }
+  tensors.push_back({"unembed.W_U", {s.d_model, s.d_vocab}});
+  tensors.push_back({"unembed.b_U", {s.d_vocab}});
+  std::mt19937 rng(s.seed);
+  json header = json::object();
+  std::string data;
+  for (auto& [name, shape] : tensors) {
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    bool bias = name.find(".b_") != std::string::npos;
+    std::normal_distribution<float> g(0.0f, name.find("W_E") != std::string::npos || name.find("W_pos") != std::string::npos ? 0.1f : 0.3f);
+    header[name] = {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {data.size(), data.size() + 4 * n}}};
+    for (int64_t i = 0; i < n; ++i) {
+      float v = bias ? 0.0f : g(rng);
+      data.append(reinterpret_cast<const char*>(&v), 4);  // little-endian host (x86/arm64)
+    }
+  }
+  std::string h = header.dump();
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((static_cast<uint64_t>(h.size()) >> (8 * i)) & 0xff);
+  write_file_atomic(dir + "/model.safetensors", bytes + h + data);
+}
+
 inline json make_analysis(const FixtureShape& s, std::mt19937& rng) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
   auto r4 = [](double v) { return std::round(v * 1e4) / 1e4; };

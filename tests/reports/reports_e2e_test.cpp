@@ -167,3 +167,41 @@ TEST_F(ReportsE2E, BadInputIsOneLineAndExitOne) {
   EXPECT_NE(h.out.find("--gpt2"), std::string::npos);
   EXPECT_NE(h.out.find("--threads"), std::string::npos);
 }
+
+// The real pipeline on a real (random-weight) two-layer model: `circuitlab analyze` writes
+// analysis.json (no --data: no ICL / term importance / corpus bigrams), the report draws it.
+TEST(ReportsRealAnalysis, ReportDrawsWhatCircuitlabAnalyzeWrote) {
+  fs::path run_dir = artifacts() / "real-runs" / "tiny2l";
+  fs::remove_all(run_dir.parent_path());
+  fx::FixtureShape s;
+  s.n_layers = 2, s.n_heads = 4, s.d_model = 32, s.d_head = 8, s.n_ctx = 128, s.d_vocab = 512, s.seed = 5;
+  fx::write_random_model((run_dir / "model").string(), s);
+  Proc a = run("OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 timeout 300 " + q(bin()) + " analyze --model " +
+               q((run_dir / "model").string()) + " --out " + q((run_dir / "analysis.json").string()) + " --threads 1 --quiet");
+  ASSERT_EQ(a.status, 0) << a.out;
+  fs::path out = artifacts() / "real-report";
+  fs::remove_all(out);
+  Proc r = run(q(bin()) + " report --runs " + q(run_dir.string()) + " --out " + q(out.string()));
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::printf("[analyze] %.1f s, [report] %.1f s\n", a.seconds, r.seconds);
+
+  json analysis = json::parse(circuitlab::read_file((run_dir / "analysis.json").string()));
+  std::string html = circuitlab::read_file((out / "index.html").string());
+  auto s0 = html.find("id=\"circuitlab-specs\">") + 22;
+  json specs = json::parse(html.substr(s0, html.find("</script>", s0) - s0));
+  for (const char* id : {"head-scores-tiny2l", "composition-tiny2l", "kcomp-scatter-tiny2l", "positivity-tiny2l",
+                         "attention-repeated-random-tiny2l"})
+    EXPECT_TRUE(specs.contains(id)) << id;
+  // The heatmap's previous-token value of every head is analysis.json's, rounded to 4 decimals.
+  int checked = 0;
+  for (auto& v : specs["head-scores-tiny2l"]["data"]["values"]) {
+    if (v["score"] != "previous token") continue;
+    for (auto& h : analysis["heads"])
+      if (h["layer"] == v["layer"] && h["head"] == v["head"]) {
+        EXPECT_NEAR(v["value"].get<double>(), h["prev_token_score"].get<double>(), 5e-5);
+        ++checked;
+      }
+  }
+  EXPECT_EQ(checked, 8);
+  for (auto& [id, _] : specs.items()) EXPECT_TRUE(fs::exists(out / "svg" / (id + ".svg"))) << id;
+}

@@ -94,6 +94,17 @@ TEST_F(ReportsUnit, LoadsRunDirectory) {
   EXPECT_EQ(g.shape.d_head, 64);
 }
 
+TEST_F(ReportsUnit, AcceptsABareAnalysisFile) {
+  // e.g. --gpt2 runs/gpt2-analysis.json written beside (not into) the HF model dir.
+  fs::copy_file(gpt2_dir + "/analysis.json", root + "/gpt2-small.json");
+  RunInputs g = load_run(root + "/gpt2-small.json", true);
+  EXPECT_EQ(g.name, "gpt2-small");
+  EXPECT_TRUE(g.shape.gpt2);  // from analysis.json's "config" (family gpt2)
+  EXPECT_EQ(g.shape.n_heads, 12);
+  EXPECT_TRUE(g.metrics.empty());
+  EXPECT_THROW(load_run(root + "/nothing.json"), circuitlab::Error);
+}
+
 TEST_F(ReportsUnit, BadInputsFailWithOneLineNamingTheFile) {
   fs::remove(dirs[1] + "/analysis.json");
   try {
