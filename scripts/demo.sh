@@ -1,12 +1,51 @@
 #!/usr/bin/env bash
 # The README's main job on the embedded default corpus (called by `./run demo`).
-# Phases: prepare the default corpus -> (train -> analyse -> report, as they land).
+# Phases: prepare the default corpus -> train attn0l, attn1l, attn2l (+ mlp2l) -> (analyse ->
+# report, added by their issues below) -> a summary of wall times, losses and tokens.
+# Env: CIRCUITLAB_THREADS (training threads, default 2), CIRCUITLAB_DEMO_PRESETS (space-separated
+# list, default "attn0l attn1l attn2l mlp2l"), CIRCUITLAB_RUNS (default runs/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${CIRCUITLAB_BUILD_DIR:-$ROOT/build}"
 CL="$BUILD_DIR/apps/circuitlab"
 RUNS="${CIRCUITLAB_RUNS:-$ROOT/runs}"
+THREADS="${CIRCUITLAB_THREADS:-2}"
+PRESETS="${CIRCUITLAB_DEMO_PRESETS:-attn0l attn1l attn2l mlp2l}"
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 mkdir -p "$RUNS"
+DEMO_START=$(date +%s)
+PHASES=()
+phase_start() { PHASE_NAME="$1"; PHASE_T0=$(date +%s); echo "== demo: $1" >&2; }
+phase_end() { PHASES+=("$PHASE_NAME: $(( $(date +%s) - PHASE_T0 )) s"); }
 
+# --- prepare (data layer) ---
+phase_start "prepare"
 "$CL" prepare --default --out "$RUNS/data/default" "$@"
 "$CL" corpus-stats "$RUNS/data/default"
+phase_end
+
+# --- train (train layer): one progress bar per run ---
+for preset in $PRESETS; do
+  phase_start "train $preset"
+  "$CL" train --preset "$preset" --data "$RUNS/data/default" --out "$RUNS/$preset" --threads "$THREADS"
+  phase_end
+done
+
+# --- analyse and report (analysis and report issues add their lines here) ---
+# e.g. for preset in $PRESETS; do "$CL" analyze --model "$RUNS/$preset/model" --data "$RUNS/data/default" \
+#        --out "$RUNS/$preset/analysis.json"; done; "$CL" report --runs "$RUNS" --out "$RUNS/report"
+
+# --- summary ---
+echo
+echo "== demo summary (total $(( $(date +%s) - DEMO_START )) s)"
+for p in "${PHASES[@]}"; do echo "  $p"; done
+for preset in $PRESETS; do
+  s="$RUNS/$preset/summary.json"
+  [ -f "$s" ] || continue
+  node -e '
+    const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const f = (x, d) => (x === null || x === undefined) ? "n/a" : Number(x).toFixed(d);
+    console.log(`  ${s.name}: ${s.steps} steps, ${(s.tokens / 1e6).toFixed(2)} M tokens, train loss ${f(s.final_train_loss, 3)}, ` +
+                `val loss ${f(s.final_val_loss, 3)}, ${f(s.elapsed_s, 0)} s -> ${process.argv[2]}/model`);
+  ' "$s" "$RUNS/$preset"
+done

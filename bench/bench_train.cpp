@@ -1,0 +1,78 @@
+// Training throughput of the attn2l preset in C++ (the real HookedTransformer + AdamW step the
+// trainer runs, random tokens, same batch and context), and the machine's sgemm FLOP/s for the
+// achieved-vs-peak ratio. bench/bench_train.sh runs this beside bench/bench_train_pytorch.py
+// (the same model in PyTorch eager) and prints medians and ratios. Not a test.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+
+#include <torch/torch.h>
+
+#include "models/hooked_transformer.h"
+#include "train/optimizer.h"
+#include "train/train_config.h"
+
+namespace {
+
+using namespace circuitlab;
+
+int threads() {
+  const char* t = std::getenv("BENCH_THREADS");
+  return t ? std::atoi(t) : 1;
+}
+
+// Model FLOPs per trained token (forward matmuls x 3 for forward + backward), causal
+// attention counted in full as nanoGPT/PaLM MFU accounting does.
+double train_flops_per_token(const models::ModelConfig& c) {
+  const double D = c.d_model, HD = static_cast<double>(c.n_heads) * c.d_head, T = c.n_ctx, V = c.vocab_out();
+  double per_layer = 2 * D * 3 * HD + 2 * HD * D + 2 * 2 * T * HD;  // QKV, O, QK^T and AV
+  if (!c.attn_only) per_layer += 2 * 2 * D * c.mlp_dim();
+  return 3 * (c.n_layers * per_layer + 2 * D * V);
+}
+
+void BM_TrainStep(benchmark::State& state, const std::string& preset) {
+  at::set_num_threads(threads());
+  auto cfg = train::train_config_from_json(train::load_preset_json(preset), preset);
+  torch::manual_seed(0);
+  models::HookedTransformer model(cfg.model);
+  model->train();
+  auto params = train::named_trainable_params(model, false);
+  std::vector<torch::Tensor> pt;
+  for (auto& p : params) pt.push_back(p.param);
+  auto opt = train::make_adamw(params, {cfg.lr, cfg.weight_decay, cfg.beta1, cfg.beta2, cfg.adam_eps, false});
+  const int64_t B = cfg.batch_size, T = cfg.model.n_ctx, V = cfg.model.d_vocab;
+  auto tokens = torch::randint(V, {B, T + 1}, torch::kInt64);  // [B, T+1]
+  auto x = tokens.slice(1, 0, T), y = tokens.slice(1, 1, T + 1);
+  for (auto _ : state) {
+    opt->zero_grad();
+    auto logits = model->forward(x);  // [B, T, V]
+    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, V}), y.reshape({-1}));
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(pt, cfg.grad_clip);
+    opt->step();
+    benchmark::DoNotOptimize(loss.item<float>());
+  }
+  const double toks = static_cast<double>(state.iterations()) * B * T;
+  state.counters["tokens_per_s"] = benchmark::Counter(toks, benchmark::Counter::kIsRate);
+  state.counters["flops"] = benchmark::Counter(toks * train_flops_per_token(cfg.model), benchmark::Counter::kIsRate);
+  state.counters["threads"] = threads();
+}
+BENCHMARK_CAPTURE(BM_TrainStep, attn2l, std::string("attn2l"))->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
+
+// Square sgemm through LibTorch (the BLAS the training matmuls use).
+void BM_Sgemm(benchmark::State& state) {
+  at::set_num_threads(threads());
+  const int64_t n = state.range(0);
+  auto a = torch::randn({n, n}), b = torch::randn({n, n}), c = torch::empty({n, n});
+  for (auto _ : state) {
+    torch::mm_out(c, a, b);
+    benchmark::DoNotOptimize(c.data_ptr<float>());
+  }
+  state.counters["flops"] = benchmark::Counter(2.0 * n * n * n * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["threads"] = threads();
+}
+BENCHMARK(BM_Sgemm)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
