@@ -29,7 +29,7 @@ page.setDefaultTimeout(60000);
 try {
   // 1. Load the page, enter a prompt, see the attention grid.
   await page.goto(url);
-  await page.waitForSelector('[data-testid=model-picker] option');
+  await page.waitForSelector('[data-testid=model-picker] option', { state: 'attached' });
   await page.fill('[data-testid=prompt]', 'When Mary and John went to the store, John gave a drink to');
   await page.click('[data-testid=run]');
   await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent?.startsWith('ran'));

@@ -34,13 +34,31 @@ export function patternAt(rows: number[][], q: number, k: number): number {
   return k <= q ? rows[q][k] ?? 0 : 0;
 }
 
-export function drawPattern(canvas: HTMLCanvasElement, rows: number[][], size: number, highlightRow = -1): void {
+// labels: token strings drawn left of the rows (queries) and above the columns (keys), margin px wide.
+export function drawPattern(canvas: HTMLCanvasElement, rows: number[][], size: number, highlightRow = -1,
+    labels: string[] = [], margin = 0): void {
   const T = rows.length;
   const cell = size / Math.max(T, 1);
-  canvas.width = size; canvas.height = size;
+  canvas.width = size + margin; canvas.height = size + margin;
   const ctx = canvas.getContext('2d')!;
   ctx.fillStyle = '#fff';
-  ctx.fillRect(0, 0, size, size);
+  ctx.fillRect(0, 0, size + margin, size + margin);
+  if (margin > 0 && labels.length === T) {
+    ctx.fillStyle = '#333';
+    ctx.font = `${Math.max(8, Math.min(12, cell - 2))}px monospace`;
+    ctx.textBaseline = 'middle';
+    ctx.textAlign = 'right';
+    labels.forEach((l, i) => ctx.fillText(showTok(l).slice(0, 10), margin - 4, margin + (i + 0.5) * cell));
+    labels.forEach((l, i) => {
+      ctx.save();
+      ctx.translate(margin + (i + 0.5) * cell, margin - 4);
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = 'left';
+      ctx.fillText(showTok(l).slice(0, 10), 0, 0);
+      ctx.restore();
+    });
+  }
+  ctx.translate(margin, margin);
   for (let q = 0; q < T; q++) {
     for (let k = 0; k <= q; k++) {
       ctx.fillStyle = blue(rows[q][k]);
@@ -61,7 +79,11 @@ export function heatTable(rowLabels: string[], colLabels: string[], values: (num
   if (testid) table.setAttribute('data-testid', testid);
   const head = el('tr');
   head.appendChild(el('th'));
-  for (const c of colLabels) head.appendChild(el('th', { class: 'col' }, showTok(c)));
+  for (const c of colLabels) {
+    const th = el('th', { class: 'col', title: showTok(c) });
+    th.appendChild(el('div', {}, showTok(c.length > 14 ? c.slice(0, 13) + '…' : c)));
+    head.appendChild(th);
+  }
   table.appendChild(head);
   values.forEach((row, r) => {
     const tr = el('tr');

@@ -113,18 +113,23 @@ function render(): void {
 function renderTokens(r: RunResponse): void {
   const strip = $('token-strip');
   strip.innerHTML = '';
-  const pat = selectedPattern();
   r.tokens.forEach((t, i) => {
     const span = el('span', { class: 'tok', 'data-pos': String(i), title: `pos ${i} · id ${t.id}` }, showTok(t.str));
-    // CircuitsVis style: while hovering token q, colour every key k by the selected head's attention q -> k.
-    if (pat && st.hoverTok >= 0) {
-      const w = i <= st.hoverTok ? pat[st.hoverTok][i] ?? 0 : 0;
-      span.style.background = blue(w);
-    }
-    if (i === st.hoverTok) span.classList.add('selected');
-    span.addEventListener('mouseenter', () => { st.hoverTok = i; renderTokens(r); renderDetail(); });
-    span.addEventListener('mouseleave', () => { st.hoverTok = -1; renderTokens(r); renderDetail(); });
+    // Hover repaints in place (never rebuilds the strip, so the hovered element stays put).
+    span.addEventListener('mouseenter', () => { st.hoverTok = i; paintTokens(); renderDetail(); });
+    span.addEventListener('mouseleave', () => { if (st.hoverTok === i) { st.hoverTok = -1; paintTokens(); renderDetail(); } });
     strip.appendChild(span);
+  });
+  paintTokens();
+}
+
+// CircuitsVis style: while token q is hovered, colour every key k by the selected head's attention q -> k.
+function paintTokens(): void {
+  const pat = selectedPattern();
+  $('token-strip').querySelectorAll<HTMLElement>('.tok').forEach((span, i) => {
+    const w = pat && st.hoverTok >= 0 && i <= st.hoverTok ? pat[st.hoverTok][i] ?? 0 : 0;
+    span.style.background = pat && st.hoverTok >= 0 ? blue(w) : '';
+    span.classList.toggle('selected', i === st.hoverTok);
   });
 }
 
@@ -173,7 +178,7 @@ function renderAttentionGrid(r: RunResponse): void {
         'data-layer': String(l), 'data-head': String(h) });
       const c = el('canvas', { 'data-testid': 'attn-head', title: `L${l}H${h}: click to enlarge` });
       drawPattern(c, rows, size);
-      c.addEventListener('click', () => { st.selected = [l, h]; renderAttentionGrid(r); renderDetail(); renderTokens(r); });
+      c.addEventListener('click', () => { st.selected = [l, h]; renderAttentionGrid(r); renderDetail(); paintTokens(); });
       const b = el('button', { class: 'head-toggle', 'data-testid': `toggle-L${l}H${h}` }, st.ablated.has(key) ? 'zeroed' : 'zero');
       b.addEventListener('click', () => {
         if (st.ablated.has(key)) st.ablated.delete(key); else st.ablated.add(key);
@@ -202,11 +207,11 @@ function renderDetail(): void {
   const T = pat.length;
   const size = Math.min(480, Math.max(160, T * 16));
   const c = el('canvas', { 'data-testid': 'attn-large' });
-  drawPattern(c, pat, size, st.hoverTok);
+  drawPattern(c, pat, size, st.hoverTok, r.tokens.map(t => t.str), 80);
   c.addEventListener('mousemove', ev => {
     const rect = c.getBoundingClientRect();
-    const q = Math.floor((ev.clientY - rect.top) / rect.height * T);
-    const k = Math.floor((ev.clientX - rect.left) / rect.width * T);
+    const q = Math.floor((ev.clientY - rect.top - 80) / (rect.height - 80) * T);
+    const k = Math.floor((ev.clientX - rect.left - 80) / (rect.width - 80) * T);
     if (q >= 0 && q < T && k >= 0 && k < T)
       c.title = `${showTok(r.tokens[q].str)} → ${showTok(r.tokens[k].str)}: ${(k <= q ? pat[q][k] : 0).toFixed(3)}`;
   });
