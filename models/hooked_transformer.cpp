@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <unordered_map>
 
 #include "data/error.h"
@@ -141,6 +142,9 @@ struct HookedTransformerImpl::Impl {
   };
   std::vector<Fused> fused;
   Tensor causal;  // [n_ctx, n_ctx] bool, true above the diagonal (future keys)
+  // Guards `fused` and `causal` so concurrent hook-free forwards (a server's request threads)
+  // can share one model. Hook/cache registration is not thread-safe: one owner sets those.
+  std::mutex derived_mu;
 
   int layer_point(int l, int p) const { return kNumGlobal + l * kLayerPoints + p; }
 
@@ -309,9 +313,13 @@ torch::Tensor HookedTransformerImpl::forward(const torch::Tensor& tokens_in, con
   tokens = tokens.to(device, torch::kLong);
 
   // Mask of scores to drop: future keys, and padding keys when an attention mask is given.
-  if (!I.causal.defined() || I.causal.device() != device)
-    I.causal = torch::ones({c.n_ctx, c.n_ctx}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);
-  Tensor drop = I.causal.slice(0, 0, T).slice(1, 0, T);  // [T, T]
+  Tensor drop;  // [T, T]
+  {
+    std::lock_guard<std::mutex> lock(I.derived_mu);
+    if (!I.causal.defined() || I.causal.device() != device)
+      I.causal = torch::ones({c.n_ctx, c.n_ctx}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);
+    drop = I.causal.slice(0, 0, T).slice(1, 0, T);
+  }
   if (opts.attention_mask.defined()) {
     TORCH_CHECK(opts.attention_mask.dim() == 2 && opts.attention_mask.size(0) == B && opts.attention_mask.size(1) == T,
                 "ForwardOptions.attention_mask must be [B, T] = [", B, ", ", T, "], got ", opts.attention_mask.sizes());
@@ -365,6 +373,7 @@ torch::Tensor HookedTransformerImpl::forward(const torch::Tensor& tokens_in, con
       if (graph) {
         build();
       } else {
+        std::lock_guard<std::mutex> lock(I.derived_mu);
         auto& F = I.fused[l];
         bool fresh = F.w.defined() && F.versions.size() == ws.size();
         for (size_t i = 0; fresh && i < ws.size(); ++i)
