@@ -1,0 +1,134 @@
+// Weight-based analyses on a GPT-2-small-shaped random checkpoint (12 layers × 12 heads,
+// d_model 768, d_head 64, vocab 50257, LN, tied unembedding): LN folding + embedding Grams,
+// full-vocabulary OV and QK eigenvalue positivity of all 144 heads, and all Q/K/V composition
+// scores. Writes the checkpoint (safetensors, TL names) and the computed numbers to
+// $CIRCUITLAB_BENCH_DIR (default /tmp/circuitlab_bench_analysis) so bench/analysis_tl_style.py
+// can compute the same numbers the TransformerLens way and compare (bench/analysis_side_by_side.sh).
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "analysis/circuit_weights.h"
+#include "analysis/composition.h"
+#include "analysis/eigen_positivity.h"
+#include "data/file_io.h"
+#include "models/safetensors.h"
+
+using namespace circuitlab;
+using namespace circuitlab::analysis;
+
+namespace {
+
+models::ModelConfig gpt2_small_shape() {
+  models::ModelConfig c;
+  c.n_layers = 12;
+  c.n_heads = 12;
+  c.d_model = 768;
+  c.d_head = 64;
+  c.n_ctx = 1024;
+  c.d_vocab = 50257;
+  c.normalization_type = "LN";
+  c.tied_unembed = true;
+  c.family = "gpt2";
+  return c;
+}
+
+std::map<std::string, torch::Tensor> random_weights(const models::ModelConfig& c) {
+  torch::manual_seed(1234);
+  std::map<std::string, torch::Tensor> sd;
+  const int64_t D = c.d_model, H = c.n_heads, Dh = c.d_head;
+  sd["embed.W_E"] = torch::randn({c.d_vocab, D}) * 0.02;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "blocks." + std::to_string(l) + ".";
+    sd[p + "ln1.w"] = 1.0 + 0.1 * torch::randn({D});
+    sd[p + "ln1.b"] = 0.02 * torch::randn({D});
+    for (const char* n : {"attn.W_Q", "attn.W_K", "attn.W_V"}) sd[p + n] = torch::randn({H, D, Dh}) * 0.02;
+    sd[p + "attn.W_O"] = torch::randn({H, Dh, D}) * 0.02;
+  }
+  sd["ln_final.w"] = 1.0 + 0.1 * torch::randn({D});
+  sd["ln_final.b"] = 0.02 * torch::randn({D});
+  return sd;
+}
+
+struct Setup {
+  models::ModelConfig cfg = gpt2_small_shape();
+  std::map<std::string, torch::Tensor> sd = random_weights(cfg);
+  std::string dir;
+  Setup() {
+    const char* d = std::getenv("CIRCUITLAB_BENCH_DIR");
+    dir = d ? d : "/tmp/circuitlab_bench_analysis";
+    make_dirs(dir);
+    models::save_safetensors(dir + "/weights.safetensors", sd);
+  }
+};
+Setup& setup() {
+  static Setup s;
+  return s;
+}
+
+struct Result {
+  std::vector<HeadPositivity> pos;
+  CompositionScores comp;
+};
+
+Result run_all(torch::Dtype dtype) {
+  FoldOptions fo;
+  fo.big_dtype = dtype;
+  CircuitWeights w = fold_circuit_weights(setup().cfg, setup().sd, fo);
+  EmbedGrams g = embed_grams(w);
+  Result r;
+  r.pos.reserve(144);
+  for (int l = 0; l < w.L; ++l)
+    for (int h = 0; h < w.H; ++h) {
+      HeadPositivity p;
+      p.layer = l;
+      p.head = h;
+      p.ov = positivity_of(ov_circuit_core(w, g, l, h));
+      p.qk = positivity_of(qk_circuit_core(w, g, l, h));
+      r.pos.push_back(p);
+    }
+  r.comp = composition_scores(w, dtype);
+  return r;
+}
+
+void BM_AllHeadsPositivityAndComposition(benchmark::State& state) {
+  const torch::Dtype dtype = state.range(0) == 32 ? torch::kFloat32 : torch::kFloat64;
+  setup();
+  for (auto _ : state) {
+    Result r = run_all(dtype);
+    benchmark::DoNotOptimize(r.comp.k.data());
+  }
+  state.SetLabel(state.range(0) == 32 ? "float32 vocab GEMMs" : "float64 throughout");
+}
+BENCHMARK(BM_AllHeadsPositivityAndComposition)->Arg(32)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(5)->ReportAggregatesOnly(true);
+
+void dump_numbers() {
+  Result r = run_all(torch::kFloat64);
+  nlohmann::json j;
+  nlohmann::json ov = nlohmann::json::array(), qk = nlohmann::json::array();
+  for (const auto& p : r.pos) {
+    ov.push_back(p.ov);
+    qk.push_back(p.qk);
+  }
+  j["ov_positivity"] = ov;
+  j["qk_positivity"] = qk;
+  j["composition_q"] = r.comp.q;
+  j["composition_k"] = r.comp.k;
+  j["composition_v"] = r.comp.v;
+  write_file_atomic(setup().dir + "/cpp_numbers.json", j.dump());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2;
+  if (const char* t = std::getenv("CIRCUITLAB_THREADS")) threads = std::atoi(t);
+  at::set_num_threads(threads);
+  benchmark::Initialize(&argc, argv);
+  dump_numbers();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
