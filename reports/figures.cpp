@@ -306,6 +306,41 @@ std::optional<Figure> fig_attention(const RunInputs& r, const json& sample, cons
   return make("attention-" + slug(name) + "-" + slug(r.name), r.name + ": attention on " + what, caption, spec);
 }
 
+std::optional<Figure> fig_attention_detail(const RunInputs& r, const json& sample, int layer, int head,
+                                           const std::string& why) {
+  auto heads = get(sample, "heads");
+  auto toks = get(sample, "tokens");
+  if (!heads || !toks || !heads->is_array() || !toks->is_array()) return std::nullopt;
+  const json* pat = nullptr;
+  for (auto& h : *heads)
+    if (h.value("layer", -1) == layer && h.value("head", -1) == head) pat = get(h, "pattern");
+  if (!pat || !pat->is_array() || pat->empty()) return std::nullopt;
+  size_t T = std::min<size_t>({pat->size(), toks->size(), 64});  // ≤ 64 positions stay legible
+  auto label = [&](size_t i) { return std::to_string(i) + " " + tok_visible((*toks)[i]); };
+  json values = json::array(), order = json::array();
+  for (size_t i = 0; i < T; ++i) order.push_back(label(i));
+  for (size_t q = 0; q < T; ++q)
+    for (size_t k = 0; k <= q && k < (*pat)[q].size(); ++k)
+      if ((*pat)[q][k].is_number())
+        values.push_back({{"q", label(q)}, {"k", label(k)}, {"w", round_to((*pat)[q][k].get<double>(), 3)}});
+  std::string name = sample.value("name", "sample");
+  std::string hl = head_label(layer, head);
+  json spec = base_spec(r.name + " " + hl + " on " + (name == "text" ? "real text" : "the repeated random sequence"));
+  spec["width"] = static_cast<int>(T) * 11;
+  spec["height"] = static_cast<int>(T) * 11;
+  spec["data"] = {{"values", values}};
+  spec["mark"] = "rect";
+  spec["encoding"] = {
+      {"x", {{"field", "k"}, {"type", "ordinal"}, {"sort", order}, {"title", "key (source) token"}, {"axis", {{"labelFontSize", 8}, {"labelAngle", -90}}}}},
+      {"y", {{"field", "q"}, {"type", "ordinal"}, {"sort", order}, {"title", "query (destination) token"}, {"axis", {{"labelFontSize", 8}}}}},
+      {"color", {{"field", "w"}, {"type", "quantitative"}, {"title", "attention"}, {"scale", {{"scheme", "blues"}, {"domain", json::array({0, 1})}}}}},
+      {"tooltip", json::array({{{"field", "q"}, {"title", "query"}}, {{"field", "k"}, {"title", "key"}}, {{"field", "w"}, {"format", ".3f"}}})}};
+  std::string caption = "The pattern of " + hl + " (" + html_escape(why) + ") on the <code>" + html_escape(name) +
+                        "</code> sample of <code>attention_samples</code>, tokens on both axes (· = space).";
+  if (T < pat->size()) caption += " <em>Limited to the first " + std::to_string(T) + " of " + std::to_string(pat->size()) + " positions.</em>";
+  return make("attention-detail-" + slug(name) + "-" + slug(hl) + "-" + slug(r.name), r.name + ": " + hl + " in detail", caption, spec);
+}
+
 std::optional<Figure> fig_head_scores(const RunInputs& r) {
   const std::pair<const char*, const char*> kinds[] = {
       {"prev_token_score", "previous token"}, {"induction_score", "induction"},

@@ -26,6 +26,9 @@ std::optional<Figure> fig_bigram_stats(const std::vector<const RunInputs*>& runs
 std::optional<Figure> fig_positivity(const RunInputs& run);
 std::optional<Figure> fig_attention(const RunInputs& run, const nlohmann::json& sample, const FigureLimits& lim,
                                     std::vector<std::string>* notes);
+// One head's pattern on a sample, large, with the tokens on the axes (the paper's style).
+std::optional<Figure> fig_attention_detail(const RunInputs& run, const nlohmann::json& sample, int layer, int head,
+                                           const std::string& why);
 std::optional<Figure> fig_head_scores(const RunInputs& run);
 std::optional<Figure> fig_composition(const RunInputs& run, const FigureLimits& lim, std::vector<std::string>* notes);
 std::optional<Figure> fig_kcomp_scatter(const RunInputs& run);

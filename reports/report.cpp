@@ -207,11 +207,40 @@ std::string conventions(const RunInputs& r) {
   return h + "</dl></details>";
 }
 
+// The head with the largest `score` among those drawn in `sample` (layer, head), or (-1, -1).
+std::pair<int, int> best_head(const RunInputs& r, const json& sample, const char* score) {
+  std::pair<int, int> best{-1, -1};
+  double best_v = -1e9;
+  auto heads = get(r.analysis, "heads");
+  auto drawn = get(sample, "heads");
+  if (!heads || !drawn) return best;
+  for (auto& h : *heads) {
+    double v = num(h, score);
+    if (std::isnan(v) || v <= best_v) continue;
+    bool in_sample = std::any_of(drawn->begin(), drawn->end(), [&](const json& d) {
+      return d.value("layer", -2) == h.value("layer", -1) && d.value("head", -2) == h.value("head", -1);
+    });
+    if (in_sample) best_v = v, best = {h.value("layer", -1), h.value("head", -1)};
+  }
+  return best;
+}
+
 void attention_figures(Section& s, const RunInputs& r, const FigureLimits& lim, std::vector<std::string>& notes) {
   auto samples = get(r.analysis, "attention_samples");
   if (!samples || !samples->is_array()) return;
   for (auto& sample : *samples)
     if (auto f = fig_attention(r, sample, lim, &notes)) s.add_figure(*f);
+  // The paper's close-ups: the strongest induction head on the repeated sequence, the strongest
+  // previous-token head on real text.
+  for (auto& sample : *samples) {
+    std::string name = sample.value("name", "");
+    const char* score = name == "repeated_random" ? "induction_score" : name == "text" ? "prev_token_score" : nullptr;
+    if (!score || r.shape.n_layers < 1) continue;
+    auto [l, h] = best_head(r, sample, score);
+    if (l < 0) continue;
+    std::string why = std::string(name == "repeated_random" ? "highest induction score" : "highest previous-token score");
+    if (auto f = fig_attention_detail(r, sample, l, h, why)) s.add_figure(*f);
+  }
 }
 
 // The battery of per-head analyses for one model with ≥ 2 layers (toy or GPT-2).
