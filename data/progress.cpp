@@ -69,7 +69,7 @@ void ProgressBar::draw(bool final_line, const std::string& extra) {
   std::string bar(fill, '#');
   bar.append(width - fill, '.');
   char line[512];
-  std::snprintf(line, sizeof line, "%s [%s] %5.1f%% %s %s/s %s %s %s", label_.c_str(), bar.c_str(),
+  std::snprintf(line, sizeof line, "%s [%s] %5.1f%% %s %s %s/s %s %s", label_.c_str(), bar.c_str(),
                 frac * 100.0, fmt_duration(el).c_str(), fmt_rate(rate).c_str(), unit_.c_str(),
                 final_line ? "done" : ("ETA " + fmt_duration(eta)).c_str(), extra.c_str());
   if (tty_)
