@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -63,12 +64,14 @@ std::string q(const std::string& s) { return "'" + s + "'"; }
 class ReportsE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = artifacts() / "runs";
+    // Per process: ctest runs each test in its own process, possibly in parallel (-j).
+    root_ = artifacts() / ("runs-" + std::to_string(::getpid()));
     fs::remove_all(root_);
     fs::create_directories(root_);
     dirs_ = fx::write_toy_runs(root_.string(), /*demo=*/true);
     gpt2_ = fx::write_gpt2(root_.string());
   }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
   static std::string report_cmd(const fs::path& out, const std::string& extra = "") {
     std::string c = q(bin()) + " report --runs";
     for (auto& d : dirs_) c += " " + q(d);
