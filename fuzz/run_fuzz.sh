@@ -33,7 +33,7 @@ for t in "${targets[@]}"; do
   timeout $((SECONDS_EACH + 120)) "$exe" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" "$work" "$ROOT/fuzz/corpus/$t" >"$log" 2>&1
   rc=$?
-  grep -E "^#[0-9]+ +DONE|^stat::number_of_executed_units|^stat::average_exec_per_sec|^stat::peak_rss_mb" "$log" | sed "s/^/  /" >&2
+  grep -E "^#[0-9]+[[:space:]]+DONE|^stat::number_of_executed_units|^stat::average_exec_per_sec|^stat::peak_rss_mb" "$log" | sed "s/^/  /" >&2
   if [ $rc -ne 0 ]; then
     echo "run_fuzz: fuzz_$t FAILED (exit $rc); log $log, artifacts in $art:" >&2
     grep -E "ERROR|runtime error|FUZZ_CHECK|SUMMARY|Test unit written" "$log" | head -8 >&2
