@@ -22,6 +22,7 @@
 
 #include "bench/server_bench_common.h"
 #include "data/file_io.h"
+#include "data/progress.h"
 
 using namespace circuitlab;
 using nlohmann::json;
@@ -91,6 +92,7 @@ int main(int argc, char** argv) {
       std::mt19937 rng(c);
       httplib::Client cli("127.0.0.1", port);
       cli.set_keep_alive(true);
+      cli.set_tcp_nodelay(true);
       cli.set_read_timeout(60, 0);
       std::vector<double> mine;
       while (!stop.load()) {
@@ -105,10 +107,14 @@ int main(int argc, char** argv) {
       std::lock_guard<std::mutex> lk(mu);
       lat_ms.insert(lat_ms.end(), mine.begin(), mine.end());
     });
-  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(stderr, "\rload: %.0f/%.0f s", el, seconds);
+  {
+    ProgressBar bar("load test", seconds, "s");
+    double el = 0;
+    while ((el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()) < seconds) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      bar.update(std::min(el, seconds), std::to_string(failed.load()) + " failed");
+    }
+    bar.finish(std::to_string(failed.load()) + " failed");
   }
   stop = true;
   for (auto& t : threads) t.join();

@@ -34,6 +34,7 @@ static void BM_RunRoundTrip(benchmark::State& state, bool attention) {
       nlohmann::json{{"model", name}, {"text", prompt}, {"attention", attention}}.dump();
   httplib::Client cli("127.0.0.1", port);
   cli.set_keep_alive(true);
+  cli.set_tcp_nodelay(true);
   size_t bytes = 0;
   int64_t n_tokens = 0;
   for (auto _ : state) {

@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "data/file_io.h"
 #include "data/tokenizer.h"
 #include "data/vocab_map.h"
 #include "models/model_dir.h"
@@ -39,26 +42,22 @@ inline std::string model_dir_for_bench(const std::string& requested, const std::
     std::fprintf(stderr, "model: runs/attn2l/model (the demo's trained attn2l)\n");
     return "runs/attn2l/model";
   }
+  // The stand-in takes the attn2l preset's model section (configs/attn2l.json) as it is.
+  auto preset = nlohmann::json::parse(read_file("configs/attn2l.json"));
+  models::ModelConfig cfg = models::config_from_json(preset.at("model"), "configs/attn2l.json");
   auto tok = data::Tokenizer::load_default();
   std::set<int32_t> ids{data::kEndOfText, 220};
   for (int32_t id : tok.encode(std::string(kText))) ids.insert(id);
-  for (int32_t i = 0; ids.size() < 8191; ++i) ids.insert(i);  // a compact vocab of 8192 like the demo presets
+  for (int32_t i = 0; int32_t(ids.size()) < cfg.d_vocab - 1; ++i) ids.insert(i);  // + "other" = d_vocab
   data::VocabMap vm(std::vector<int32_t>(ids.begin(), ids.end()));
-  models::ModelConfig cfg;
-  cfg.n_layers = 2;
-  cfg.d_model = 256;
-  cfg.n_heads = 8;
-  cfg.d_head = 32;
-  cfg.n_ctx = 256;
   cfg.d_vocab = cfg.d_vocab_out = vm.size();
-  cfg.attn_only = true;
   torch::manual_seed(0);
   models::HookedTransformer model(cfg);
   models::save_model_dir(model, scratch, &vm);
   std::fprintf(stderr,
-               "model: runs/attn2l/model not found; measuring a random-weight stand-in of the same kind "
-               "(2L x 8H, d_model 256, n_ctx 256, vocab 8192) in %s\n",
-               scratch.c_str());
+               "model: runs/attn2l/model not found; measuring a random-weight stand-in with the attn2l preset's "
+               "shape (%dL x %dH, d_model %d, n_ctx %d, vocab %d) in %s\n",
+               cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.n_ctx, cfg.d_vocab, scratch.c_str());
   return scratch;
 }
 

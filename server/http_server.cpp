@@ -59,6 +59,8 @@ HttpServer::HttpServer(Lab& lab, ServeOptions opts) : impl_(std::make_unique<Imp
   svr.set_read_timeout(opts_.read_timeout_s, 0);
   svr.set_write_timeout(opts_.write_timeout_s, 0);
   svr.set_keep_alive_max_count(1000);
+  // Small JSON replies on keep-alive connections: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
+  svr.set_tcp_nodelay(true);
 
   const std::string web = opts_.web_dir.empty() ? default_web_dir() : opts_.web_dir;
   have_web_ = !web.empty() && std::filesystem::exists(std::filesystem::path(web) / "index.html");

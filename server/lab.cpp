@@ -306,8 +306,9 @@ json Lab::models() const {
   json out = {{"models", arr}, {"gpt2_loaded", gpt2}};
   if (!gpt2)
     out["gpt2_hint"] =
-        "No GPT-2 model is loaded. Get the weights with `./run fetch-gpt2` (Hugging Face layout: config.json + "
-        "model.safetensors), then start `circuitlab serve --model <that dir>`.";
+        "No GPT-2 model is loaded. Get the weights with `./run fetch-gpt2` (writes models/gpt2 in the Hugging Face "
+        "layout), then start `circuitlab serve --model models/gpt2` (add --model runs/attn2l/model etc. to keep the "
+        "toys).";
   if (models_.empty())
     out["toy_hint"] = "No toy model found under runs/*/model: train the demo models with `./run demo`.";
   return out;
