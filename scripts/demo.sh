@@ -2,14 +2,14 @@
 # The README's main job on the embedded default corpus (called by `./run demo`).
 # Phases: prepare the default corpus -> train attn0l, attn1l, attn2l (+ mlp2l) -> (analyse ->
 # report, added by their issues below) -> a summary of wall times, losses and tokens.
-# Env: CIRCUITLAB_THREADS (training threads, default 2), CIRCUITLAB_DEMO_PRESETS (space-separated
+# Env: CIRCUITLAB_THREADS (training threads, default 1: measured faster than 2 on the shared 2-core machine), CIRCUITLAB_DEMO_PRESETS (space-separated
 # list, default "attn0l attn1l attn2l mlp2l"), CIRCUITLAB_RUNS (default runs/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${CIRCUITLAB_BUILD_DIR:-$ROOT/build}"
 CL="$BUILD_DIR/apps/circuitlab"
 RUNS="${CIRCUITLAB_RUNS:-$ROOT/runs}"
-THREADS="${CIRCUITLAB_THREADS:-2}"
+THREADS="${CIRCUITLAB_THREADS:-1}"
 PRESETS="${CIRCUITLAB_DEMO_PRESETS:-attn0l attn1l attn2l mlp2l}"
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 mkdir -p "$RUNS"
