@@ -52,7 +52,10 @@ std::string model_cards(const std::vector<const RunInputs*>& all) {
     for (auto* r : all) h += td(fn(*r), "num");
     h += "</tr>";
   };
-  row("family", [](const RunInputs& r) { return std::string(r.shape.gpt2 ? "GPT-2 (HF)" : "attention-only"); });
+  row("family", [](const RunInputs& r) {
+    if (r.shape.gpt2) return std::string("GPT-2 (HF)");
+    return std::string(r.model_config.value("attn_only", json(true)) == json(false) ? "with MLPs" : "attention-only");
+  });
   row("layers", [](const RunInputs& r) { return std::to_string(r.shape.n_layers); });
   row("heads / layer", [](const RunInputs& r) { return std::to_string(r.shape.n_heads); });
   row("d_model", [](const RunInputs& r) { return std::to_string(r.shape.d_model); });
@@ -433,11 +436,26 @@ ReportResult write_report(const ReportOptions& opts) {
   if (opts.runs.empty() && opts.gpt2.empty()) fail("report: give at least one --runs DIR (or --gpt2 DIR)");
   if (opts.out.empty()) fail("report: --out DIR is required");
 
-  ProgressBar bar("report", static_cast<double>(opts.runs.size() + (opts.gpt2.empty() ? 0 : 1) + 3), "step");
+  // A directory without analysis.json that holds analysed runs (runs/) stands for those runs,
+  // in name order (attn0l, attn1l, attn2l, ...).
+  std::vector<std::string> run_dirs;
+  for (auto& d : opts.runs) {
+    if (!is_directory(d) || file_exists(d + "/analysis.json")) {
+      run_dirs.push_back(d);
+      continue;
+    }
+    std::vector<std::string> subs;
+    for (auto& e : list_files(d))
+      if (file_exists(d + "/" + e + "/analysis.json")) subs.push_back(d + "/" + e);
+    if (subs.empty()) fail(d + "/analysis.json: missing, and no analysed run directories inside " + d);
+    std::sort(subs.begin(), subs.end());
+    run_dirs.insert(run_dirs.end(), subs.begin(), subs.end());
+  }
+  ProgressBar bar("report", static_cast<double>(run_dirs.size() + (opts.gpt2.empty() ? 0 : 1) + 3), "step");
   double done = 0;
   std::vector<RunInputs> runs;
   std::set<std::string> names;
-  for (auto& d : opts.runs) {
+  for (auto& d : run_dirs) {
     runs.push_back(load_run(d));
     if (!names.insert(runs.back().name).second)
       fail(d + ": a run named \"" + runs.back().name + "\" was already given (run directory names must differ)");

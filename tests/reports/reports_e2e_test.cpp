@@ -165,6 +165,14 @@ TEST_F(ReportsE2E, BadInputIsOneLineAndExitOne) {
   EXPECT_EQ(p.status, 1) << p.out;
   EXPECT_NE(p.out.find("missing"), std::string::npos) << p.out;
   EXPECT_EQ(std::count(p.out.begin(), p.out.end(), '\n'), 1) << p.out;
+  // A parent directory of analysed runs stands for the runs inside it, in name order.
+  fs::path all = artifacts() / "report-from-parent";
+  Proc d = run(q(bin()) + " report --runs " + q(root_.string()) + " --out " + q(all.string()) + " --no-svg");
+  EXPECT_EQ(d.status, 0) << d.out;
+  std::string html = circuitlab::read_file((all / "index.html").string());
+  size_t p0 = html.find("<th>attn0l</th>"), p1 = html.find("<th>attn1l</th>"), p2 = html.find("<th>attn2l</th>");
+  EXPECT_TRUE(p0 != std::string::npos && p0 < p1 && p1 < p2);
+  EXPECT_NE(html.find("<th>gpt2</th>"), std::string::npos);  // the fixture's gpt2 dir is a run dir too
   Proc h = run(q(bin()) + " report --help");
   EXPECT_EQ(h.status, 0);
   EXPECT_NE(h.out.find("--gpt2"), std::string::npos);
