@@ -112,7 +112,12 @@ void register_model_commands(CLI::App& app) {
       } else {
         gpt2_ids = parse_ids(o->tokens);
       }
-      if (o->prepend_bos) gpt2_ids.insert(gpt2_ids.begin(), models::kGpt2Bos);
+      if (o->prepend_bos) {
+        if (!lm.vocab_map && lm.model->cfg().d_vocab <= models::kGpt2Bos)
+          fail("forward: --prepend-bos puts <|endoftext|> 50256 first, but " + o->model + " has d_vocab " +
+               std::to_string(lm.model->cfg().d_vocab) + " and no vocab_map.json (use --no-prepend-bos)");
+        gpt2_ids.insert(gpt2_ids.begin(), models::kGpt2Bos);
+      }
       if (gpt2_ids.empty()) fail("forward: no tokens to run (empty --text/--tokens and --no-prepend-bos)");
       // Model ids: compact through vocab_map.json when the model was trained compact.
       std::vector<int64_t> ids;

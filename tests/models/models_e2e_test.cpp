@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <chrono>
 #include <mutex>
 #include <thread>
 
@@ -144,7 +145,7 @@ struct LocalHub {
     });
     port = svr.bind_to_any_port("127.0.0.1");
     thread = std::thread([this] { svr.listen_after_bind(); });
-    svr.wait_until_ready();
+    for (int i = 0; i < 500 && !svr.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ~LocalHub() {
     svr.stop();
