@@ -313,6 +313,22 @@ TEST(TokenizerTest, PiecesFollowGpt2Regex) {
   EXPECT_EQ(tok().pieces("x   "), (V{"x", "   "}));
 }
 
+TEST(TokenizerTest, AsciiFastPathSplitsLikePcre2) {
+  // Fragments chosen to hit every rule boundary: contractions, space + class, whitespace runs
+  // before letters / non-ASCII spaces / end, non-ASCII letters, digits, symbols, invalid bytes.
+  const std::vector<std::string> frag = {
+      "a", "Z", "7", " ", "  ", "\t", "\n", "\r\n", "'", "'s", "'ll", "'re", "'x", "!", "--", "\x0b",
+      "\xc3\xa9", "\xc2\xa0", "\xe3\x80\x80", "\xd9\xa3", "\xf0\x9f\x98\x80", "\xe2\x80\x8d", "\xff", "\xe2\x82",
+      "\x01", "\x1f", "\x7f", "\xc2\x85"};
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::string s;
+    int parts = 1 + rng() % 12;
+    for (int k = 0; k < parts; ++k) s += frag[rng() % frag.size()];
+    ASSERT_EQ(tok().pieces(s, true), tok().pieces(s, false)) << nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+}
+
 TEST(TokenizerTest, InvalidUtf8RunsAreTheirOwnPiecesAndRoundTrip) {
   using V = std::vector<std::string>;
   EXPECT_EQ(tok().pieces("ab\xff\xfe" "cd"), (V{"ab", "\xff\xfe", "cd"}));
