@@ -175,8 +175,8 @@ HeadScores compute_head_scores(models::HookedTransformer& model, const CircuitWe
     auto pref = target_mass_score(Pp, pm_t);
 
     // Copying evaluator: head output z·W_O through W_U', restricted to the sequence's own
-    // tokens, centred, ReLU; share of that raise on the tokens the head attends to (attention
-    // renormalised without the start token); rescaled 2r − 1 to [-1, 1].
+    // tokens, centred, ReLU (the raise ρ); r = cosine between ρ and the head's attention over
+    // those tokens (renormalised without the start token); rescaled 2r − 1 to [-1, 1].
     torch::Tensor z = pm_cache.at(z_name(l)).to(torch::kFloat64);            // [B, T, H, Dh]
     torch::Tensor Wo = model->W_O(l).detach().to(torch::kFloat64);           // [H, Dh, D]
     torch::Tensor out = torch::einsum("bthd,hde->bthe", {z, Wo});            // [B, T, H, D]
@@ -200,8 +200,12 @@ HeadScores compute_head_scores(models::HookedTransformer& model, const CircuitWe
       torch::Tensor att = Pd[b].narrow(2, lead, Tp - lead);                     // [H, T, T-lead] (no start)
       torch::Tensor mass = att.sum(-1, true).clamp_min(1e-12);
       torch::Tensor att_tok = torch::matmul(att / mass, onehot.narrow(0, lead, Tp - lead));  // [H, T, n]
-      torch::Tensor raise = (att_tok * logits.permute({1, 0, 2})).sum(-1);   // [H, T]
-      torch::Tensor ratio = raise / total.t().clamp_min(1e-12);               // [H, T]
+      torch::Tensor rho = logits.permute({1, 0, 2});                          // [H, T, n]
+      // cosine between the attention over tokens and the positive raise: 1 when the head
+      // raises exactly what it attends to, in proportion
+      torch::Tensor raise = (att_tok * rho).sum(-1);                          // [H, T]
+      torch::Tensor norms = att_tok.norm(2, {-1}) * rho.norm(2, {-1});       // [H, T]
+      torch::Tensor ratio = raise / norms.clamp_min(1e-12);                   // [H, T]
       torch::Tensor valid = (total.t() > 1e-12).to(torch::kFloat64);
       ratio = (ratio * valid).narrow(1, lead + 1, Tp - lead - 1);
       torch::Tensor per_h = ratio.sum(1);
