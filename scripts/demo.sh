@@ -31,9 +31,26 @@ for preset in $PRESETS; do
   phase_end
 done
 
-# --- analyse and report (analysis and report issues add their lines here) ---
-# e.g. for preset in $PRESETS; do "$CL" analyze --model "$RUNS/$preset/model" --data "$RUNS/data/default" \
-#        --out "$RUNS/$preset/analysis.json"; done; "$CL" report --runs "$RUNS" --out "$RUNS/report"
+# --- analyse (analysis layer): analysis.json per model, phase change over attn2l's snapshots ---
+for preset in $PRESETS; do
+  phase_start "analyze $preset"
+  "$CL" analyze --model "$RUNS/$preset/model" --data "$RUNS/data/default" --out "$RUNS/$preset/analysis.json" \
+    --threads "$THREADS"
+  if [ "$preset" = attn2l ] && [ -d "$RUNS/$preset/snapshots" ]; then
+    "$CL" analyze --snapshots "$RUNS/$preset" --data "$RUNS/data/default" --out "$RUNS/$preset/phase_change.json" \
+      --threads "$THREADS"
+  fi
+  phase_end
+done
+
+# --- report (reports layer) ---
+phase_start "report"
+REPORT_RUNS=()
+for preset in $PRESETS; do REPORT_RUNS+=("$RUNS/$preset"); done
+GPT2_ARGS=()
+[ -f "$ROOT/models/gpt2/model.safetensors" ] && GPT2_ARGS=(--gpt2 "$ROOT/models/gpt2")
+"$CL" report --runs "${REPORT_RUNS[@]}" "${GPT2_ARGS[@]}" --out "$RUNS/report"
+phase_end
 
 # --- summary ---
 echo
@@ -49,3 +66,6 @@ for preset in $PRESETS; do
                 `val loss ${f(s.final_val_loss, 3)}, ${f(s.elapsed_s, 0)} s -> ${process.argv[2]}/model`);
   ' "$s" "$RUNS/$preset"
 done
+echo
+echo "Report: $RUNS/report/index.html"
+echo "Open the lab: $CL serve   (http://127.0.0.1:8080/)"
