@@ -47,8 +47,13 @@ done
 phase_start "report"
 REPORT_RUNS=()
 for preset in $PRESETS; do REPORT_RUNS+=("$RUNS/$preset"); done
+# GPT-2 section when weights were fetched (`./run fetch-gpt2` writes models/gpt2).
 GPT2_ARGS=()
-[ -f "$ROOT/models/gpt2/model.safetensors" ] && GPT2_ARGS=(--gpt2 "$ROOT/models/gpt2")
+if [ -f "$ROOT/models/gpt2/model.safetensors" ]; then
+  "$CL" analyze --model "$ROOT/models/gpt2" --data "$RUNS/data/default" --out "$RUNS/gpt2/analysis.json" \
+    --threads "$THREADS"
+  GPT2_ARGS=(--gpt2 "$RUNS/gpt2/analysis.json")
+fi
 "$CL" report --runs "${REPORT_RUNS[@]}" "${GPT2_ARGS[@]}" --out "$RUNS/report"
 phase_end
 
