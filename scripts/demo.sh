@@ -50,6 +50,7 @@ for preset in $PRESETS; do REPORT_RUNS+=("$RUNS/$preset"); done
 # GPT-2 section when weights were fetched (`./run fetch-gpt2` writes models/gpt2).
 GPT2_ARGS=()
 if [ -f "$ROOT/models/gpt2/model.safetensors" ]; then
+  mkdir -p "$RUNS/gpt2"
   "$CL" analyze --model "$ROOT/models/gpt2" --data "$RUNS/data/default" --out "$RUNS/gpt2/analysis.json" \
     --threads "$THREADS"
   GPT2_ARGS=(--gpt2 "$RUNS/gpt2/analysis.json")
