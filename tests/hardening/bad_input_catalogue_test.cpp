@@ -109,7 +109,7 @@ class Catalogue : public ::testing::TestWithParam<Case> {
     fs::create_directories(base_);
     // A valid toy model dir written by the real writer (the inputs below are lies about it).
     circuitlab::models::ModelConfig c;
-    c.n_layers = 1; c.d_model = 8; c.n_heads = 2; c.d_head = 4; c.n_ctx = 8; c.d_vocab = 50257;
+    c.n_layers = 1; c.d_model = 8; c.n_heads = 2; c.d_head = 4; c.n_ctx = 8; c.d_vocab = 1000;
     circuitlab::models::HookedTransformer m(c);
     circuitlab::models::save_model_dir(m, (base_ / "fixtures/model").string());
     // A valid tokenizer dir (copied so cases can corrupt one file).
@@ -117,12 +117,9 @@ class Catalogue : public ::testing::TestWithParam<Case> {
     fs::create_directories(base_ / "fixtures/tokenizer");
     for (const char* f : {"encoder.json", "vocab.bpe"})
       fs::copy_file(tok + "/" + f, base_ / "fixtures/tokenizer" / f);
-    // A valid prepared corpus, made by the real `prepare`.
+    // A small text corpus (the shard cases prepare it with the real `prepare`, see prepared_case()).
     spit((base_ / "fixtures/text/a.txt").string(), "The cat sat on the mat.\n\nIt was a sunny day in the park.\n");
     spit((base_ / "fixtures/text/b.txt").string(), "Another document, with other words: apples and pears.\n");
-    const std::string cmd = "cd " + shell_quote((base_ / "fixtures").string()) + " && " + shell_quote(bin()) +
-                            " prepare --quiet --val-fraction 0.5 --out prepared text > /dev/null 2>&1";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
   static void TearDownTestSuite() {
     std::error_code ec;
@@ -228,6 +225,18 @@ std::function<Args(const std::string&)> raw_file_case(std::string rel, std::stri
   };
 }
 
+// A valid prepared corpus in <dir>/prepared made by the real `prepare`; then `rel` is replaced
+// by `bytes` (empty rel: nothing replaced) and `args` run. Only the shard cases pay for it.
+std::function<Args(const std::string&)> prepared_case(std::string rel, std::string bytes, Args args) {
+  return [rel, bytes, args](const std::string& d) {
+    const std::string cmd = "cd " + shell_quote(d) + " && " + shell_quote(bin()) +
+                            " prepare --quiet --val-fraction 0.5 --out prepared text > /dev/null 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << "fixture: " << cmd;
+    if (!rel.empty()) spit(d + "/" + rel, bytes);
+    return args;
+  };
+}
+
 Args prepare(const std::string& src) { return {"prepare", "--quiet", "--out", "out", src}; }
 const std::vector<std::string> kNoPrepared = {"out/train.bin", "out/val.bin", "out/meta.json", "out/token_counts.json"};
 
@@ -283,10 +292,10 @@ std::vector<Case> catalogue() {
   v.push_back({"safetensors_dtype_size_mismatch",
                st_case([](Safetensors& st) { st.header["embed.W_E"]["dtype"] = "F64"; }), {"model.safetensors", "embed.W_E"}});
   v.push_back({"safetensors_shape_transposed",  // same byte count, wrong layout for the config
-               st_case([](Safetensors& st) { st.header["embed.W_E"]["shape"] = {8, 50257}; }),
+               st_case([](Safetensors& st) { st.header["embed.W_E"]["shape"] = {8, 1000}; }),
                {"model.safetensors", "embed.W_E", "shape"}});
   v.push_back({"safetensors_negative_shape",
-               st_case([](Safetensors& st) { st.header["unembed.b_U"]["shape"] = {-50257}; }),
+               st_case([](Safetensors& st) { st.header["unembed.b_U"]["shape"] = {-1000}; }),
                {"model.safetensors", "unembed.b_U"}});
   v.push_back({"safetensors_tensor_renamed",
                st_case([](Safetensors& st) {
@@ -341,17 +350,17 @@ std::vector<Case> catalogue() {
                },
                {"model.safetensors", "missing"}});
   v.push_back({"forward_token_id_out_of_range",
-               [](const std::string&) { return Args{"forward", "--model", "model", "--tokens", "5 99999", "--npy", "out.npy"}; },
+               [](const std::string&) { return Args{"forward", "--model", "model", "--no-prepend-bos", "--tokens", "5 99999", "--npy", "out.npy"}; },
                {"99999"}, {"out.npy"}});
-  v.push_back({"forward_n_ctx_overflow",  // 9 tokens (+ BOS) into n_ctx 8
+  v.push_back({"forward_n_ctx_overflow",  // 9 tokens into n_ctx 8
                [](const std::string&) {
-                 return Args{"forward", "--model", "model", "--tokens", "1 2 3 4 5 6 7 8 9", "--npy", "out.npy"};
+                 return Args{"forward", "--model", "model", "--no-prepend-bos", "--tokens", "1 2 3 4 5 6 7 8 9", "--npy", "out.npy"};
                },
                {"n_ctx"}, {"out.npy"}});
   v.push_back({"forward_npy_unwritable",
                [](const std::string& d) {
                  spit(d + "/blocker", "a file where a directory should be");
-                 return Args{"forward", "--model", "model", "--tokens", "1 2", "--npy", "blocker/logits.npy"};
+                 return Args{"forward", "--model", "model", "--no-prepend-bos", "--tokens", "1 2", "--npy", "blocker/logits.npy"};
                },
                {"blocker/logits.npy"}});
   v.push_back({"export_out_unwritable",
@@ -407,24 +416,25 @@ std::vector<Case> catalogue() {
                },
                {"blocker/out"}, {"blocker/out"}});
   // --- shards (corpus-stats reads train.bin / val.bin of a prepared dir) ---------------------------
-  v.push_back({"shard_odd_size", raw_file_case("prepared/train.bin", "\x01\x02\x03", {"corpus-stats", "prepared"}),
+  v.push_back({"shard_odd_size", prepared_case("prepared/train.bin", "\x01\x02\x03", {"corpus-stats", "prepared"}),
                {"train.bin"}});
   v.push_back({"shard_llmc_count_lies",
-               raw_file_case("prepared/train.bin", llmc_shard(20240520, 1, 1000, 10), {"corpus-stats", "prepared"}),
+               prepared_case("prepared/train.bin", llmc_shard(20240520, 1, 1000, 10), {"corpus-stats", "prepared"}),
                {"train.bin", "1000"}});
   v.push_back({"shard_llmc_bad_version",
-               raw_file_case("prepared/train.bin", llmc_shard(20240520, 7, 10, 10), {"corpus-stats", "prepared"}),
+               prepared_case("prepared/train.bin", llmc_shard(20240520, 7, 10, 10), {"corpus-stats", "prepared"}),
                {"train.bin", "version"}});
   v.push_back({"shard_llmc_llama3_magic",
-               raw_file_case("prepared/train.bin", llmc_shard(20240801, 1, 10, 10), {"corpus-stats", "prepared"}),
+               prepared_case("prepared/train.bin", llmc_shard(20240801, 1, 10, 10), {"corpus-stats", "prepared"}),
                {"train.bin", "20240801"}});
   v.push_back({"shard_missing",
                [](const std::string& d) {
+                 Args a = prepared_case("", "", {"corpus-stats", "prepared"})(d);
                  fs::remove(d + "/prepared/val.bin");
-                 return Args{"corpus-stats", "prepared"};
+                 return a;
                },
                {"val.bin"}});
-  v.push_back({"corpus_meta_json_corrupt", raw_file_case("prepared/meta.json", "{\"tokens\": [", {"corpus-stats", "prepared"}),
+  v.push_back({"corpus_meta_json_corrupt", prepared_case("prepared/meta.json", "{\"tokens\": [", {"corpus-stats", "prepared"}),
                {"meta.json"}});
   // --- the lab server refuses a bad model dir before it binds a port ----------------------------
   v.push_back({"serve_model_dir_bad_config",
