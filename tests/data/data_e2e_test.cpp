@@ -74,7 +74,8 @@ TEST(DataCli, OpenWebTextArchiveMadeWithTarAndXz) {
   spit(d / "s2/2-c.txt", "Third\n\n\n\nwith blank lines and\ttabs.");
   sh("cd " + d / "s1" + " && tar -cJf " + d / "owt/openwebtext/urlsf_subset00-1_data.xz" + " 0-a.txt 1-b.txt");
   sh("cd " + d / "s2" + " && tar -cJf " + d / "owt/openwebtext/urlsf_subset00-2_data.xz" + " 2-c.txt");
-  sh("cd " + d / "owt" + " && tar -cJf " + d / "openwebtext.tar.xz" + " openwebtext");
+  sh("cd " + d / "owt" + " && tar -cJf " + d / "openwebtext.tar.xz" +
+     " openwebtext/urlsf_subset00-1_data.xz openwebtext/urlsf_subset00-2_data.xz");
   RunResult r = cl({"prepare", d / "openwebtext.tar.xz", "--out", d / "out", "--val-fraction", "0"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   data::Tokenizer tok = data::Tokenizer::load_default();
@@ -129,7 +130,7 @@ TEST(DataCli, PrepareBadInputLeavesNoOutput) {
   // An archive whose member is corrupt: the error names the member; the existing output
   // directory keeps only what it had.
   sh("mkdir -p " + d / "s " + d / "o/openwebtext " + d / "keep");
-  spit(d / "s/a.txt", std::string(300000, 'w'));
+  sh("head -c 300000 /dev/urandom | base64 > " + d / "s/a.txt");  // incompressible: truncation bites
   sh("cd " + d / "s" + " && tar -cJf " + d / "inner.xz" + " a.txt && head -c 2000 " + d / "inner.xz" + " > " +
      d / "o/openwebtext/urlsf_subset00-9_data.xz");
   sh("cd " + d / "o" + " && tar -cJf " + d / "bad.tar.xz" + " openwebtext");

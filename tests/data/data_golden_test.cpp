@@ -37,7 +37,7 @@ std::string first_difference(const std::vector<int32_t>& a, const std::vector<in
   auto show = [&](const std::vector<int32_t>& v) {
     std::string s;
     for (size_t k = i; k < v.size() && k < i + 5; ++k)
-      s += std::to_string(v[k]) + nlohmann::json(tok.token_str(v[k])).dump() + " ";
+      s += std::to_string(v[k]) + nlohmann::json(tok.token_str(v[k])).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + " ";
     return s;
   };
   return "first difference at index " + std::to_string(i) + " of " + std::to_string(a.size()) + " vs " +
@@ -55,7 +55,7 @@ TEST(TokenizerGolden, EncodeMatchesJsTiktokenIdForId) {
   for (size_t i = 0; i < cases.size(); ++i) {
     files.push_back(d / ("case_" + std::to_string(i) + ".txt"));
     spit(files.back(), cases[i].get<std::string>());
-    labels.push_back("case " + std::to_string(i) + " " + nlohmann::json(cases[i].get<std::string>().substr(0, 40)).dump());
+    labels.push_back("case " + std::to_string(i) + " " + nlohmann::json(cases[i].get<std::string>().substr(0, 40)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   // Samples of the default corpus as documents the way prepare reads them.
   int n_corpus = 0;

@@ -344,10 +344,12 @@ TEST(TokenizerTest, InvalidUtf8RunsAreTheirOwnPiecesAndRoundTrip) {
 }
 
 TEST(TokenizerTest, DecodeReplacesInvalidUtf8LikePython) {
-  // Token 447 is the byte 0xE2 alone; 'a' is 64. b'\xe2a'.decode(errors='replace') = '\ufffda'.
-  std::string e2 = tok().token_bytes(447);
-  ASSERT_EQ(e2, "\xe2");
-  EXPECT_EQ(tok().decode({447, 64}), "\xEF\xBF\xBD" "a");
+  // The lone byte 0xE2 then 'a' (id 64): b'\xe2a'.decode(errors='replace') = '\ufffda'.
+  std::vector<int32_t> e2 = tok().encode("\xe2");
+  ASSERT_EQ(e2.size(), 1u);
+  EXPECT_EQ(tok().token_bytes(e2[0]), "\xe2");
+  EXPECT_EQ(tok().decode({e2[0], 64}), "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(tok().decode({447}), "\xEF\xBF\xBD");  // 447 = b'\xe2\x80': one maximal subpart
   expect_error([&] { tok().decode({1, 50257}); }, {"50257", "outside the vocabulary"});
   expect_error([&] { tok().decode({-1}); }, {"-1"});
 }
