@@ -267,7 +267,11 @@ json analyze_model(const AnalyzeOptions& o) {
         "TransformerLens: q = |OV^{h1} QK^{h2}|, k = |OV^{h1} (QK^{h2})^T|, v = |OV^{h1} OV^{h2}|, each / "
         "(|left| |right|); true Frobenius norm of the product (erratum: no cyclic shortcut)";
     json top = json::array();
-    for (auto [kind, s] : {std::pair<const char*, const std::vector<double>*>{"q", &cs.q}, {"k", &cs.k}, {"v", &cs.v}}) {
+    for (const auto& kind_scores :
+         {std::pair<const char*, const std::vector<double>*>{"q", &cs.q}, {"k", &cs.k}, {"v", &cs.v}}) {
+      // Plain variables, not a structured binding: lambdas may not capture those before C++20.
+      const char* kind = kind_scores.first;
+      const std::vector<double>* s = kind_scores.second;
       std::vector<std::array<int, 4>> idx;
       for (int l1 = 0; l1 < L; ++l1)
         for (int h1 = 0; h1 < H; ++h1)

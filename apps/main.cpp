@@ -34,8 +34,14 @@ int main(int argc, char** argv) {
   register_server_commands(app);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line like every other error (CLI11's own exit() prints two), usage errors exit 2.
+    std::fprintf(stderr, "circuitlab: error: %s (see --help)\n", first_line(e.what()).c_str());
+    return 2;
   } catch (const circuitlab::Error& e) {
     std::fprintf(stderr, "circuitlab: error: %s\n", first_line(e.what()).c_str());
     return 1;

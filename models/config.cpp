@@ -4,6 +4,8 @@
 #include "models/config.h"
 
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 
 #include "data/error.h"
@@ -66,6 +68,30 @@ template <typename T>
 T get_field(const nlohmann::json& j, const char* key, const std::string& where, const char* expected) {
   auto it = j.find(key);
   if (it == j.end()) fail(where + ": config field '" + key + "' is missing (expected " + expected + ")");
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann narrows silently (and a float out of range is undefined behaviour): read
+    // through int64/double and range-check. Integral floats (2.0) are accepted.
+    const auto bad = [&] {
+      fail(where + ": config field '" + key + "' is out of range or not an integer (expected " + expected + "), got " +
+           it->dump());
+    };
+    long double v = 0;
+    if (it->is_number_unsigned())
+      v = static_cast<long double>(it->template get<uint64_t>());
+    else if (it->is_number_integer())
+      v = static_cast<long double>(it->template get<int64_t>());
+    else if (it->is_number_float()) {
+      const double d = it->template get<double>();
+      if (!std::isfinite(d) || d != std::floor(d)) bad();
+      v = d;
+    } else {
+      fail(where + ": config field '" + key + "' has the wrong type (expected " + expected + "), got " + it->dump());
+    }
+    if (v < static_cast<long double>(std::numeric_limits<T>::min()) ||
+        v > static_cast<long double>(std::numeric_limits<T>::max()))
+      bad();
+    return static_cast<T>(v);
+  }
   try {
     return it->get<T>();
   } catch (const nlohmann::json::exception&) {

@@ -128,6 +128,24 @@ std::vector<Source> gpt2_sources(const ModelConfig& c, const SafetensorsFile& f)
 
 }  // namespace
 
+namespace {
+// Allocating the model before its tensors are checked would let a lying config.json ask for
+// any amount of memory. The big matrices the config implies must fit in the file (at the
+// smallest float dtype, 2 bytes) before anything is allocated.
+void check_size_against_file(const ModelConfig& cfg, const SafetensorsFile& f, const std::string& cfg_path) {
+  const long double D = cfg.d_model, H = cfg.n_heads, Dh = cfg.d_head;
+  long double params = static_cast<long double>(cfg.d_vocab) * D + static_cast<long double>(cfg.n_ctx) * D;
+  long double per_layer = 4.0L * H * D * Dh;
+  if (!cfg.attn_only) per_layer += 2.0L * D * cfg.mlp_dim();
+  params += static_cast<long double>(cfg.n_layers) * per_layer;
+  if (!cfg.tied_unembed) params += D * cfg.vocab_out();
+  const long double need = 2.0L * params;
+  if (need > static_cast<long double>(f.file_size()))
+    fail(cfg_path + ": n_layers/d_model/n_heads/d_head/n_ctx/d_vocab imply " + std::to_string(static_cast<double>(params)) +
+         " parameters, more than " + f.path() + " holds (" + std::to_string(f.file_size()) + " bytes)");
+}
+}  // namespace
+
 LoadedModel load_model_dir(const std::string& dir) {
   if (!is_directory(dir)) fail(dir + ": not a model directory (expected config.json + model.safetensors)");
   const std::string cfg_path = dir + "/config.json";
@@ -142,6 +160,7 @@ LoadedModel load_model_dir(const std::string& dir) {
   }
   ModelConfig cfg = config_from_json(j, cfg_path);
   SafetensorsFile f = SafetensorsFile::open(st_path);
+  check_size_against_file(cfg, f, cfg_path);
   LoadedModel out;
   out.dir = dir;
   out.model = HookedTransformer(cfg, /*init_weights=*/false);
