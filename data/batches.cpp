@@ -2,17 +2,11 @@
 #include "data/batches.h"
 
 #include "data/error.h"
+#include "data/splitmix.h"
 
 namespace circuitlab::data {
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // Copies windows starting at `starts` into x, y [B, T] (int64), mapping ids when asked.
 void fill_windows(const TokenShard& shard, const std::vector<uint64_t>& starts, int64_t T,

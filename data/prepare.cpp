@@ -16,18 +16,12 @@
 #include "data/file_io.h"
 #include "data/progress.h"
 #include "data/shards.h"
+#include "data/splitmix.h"
 #include "data/vocab_map.h"
 
 namespace circuitlab::data {
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 std::string fmt_count(uint64_t n) {
   std::string s = std::to_string(n);

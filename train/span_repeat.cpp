@@ -1,15 +1,12 @@
 // See span_repeat.h.
 #include "train/span_repeat.h"
 
+#include "data/splitmix.h"
+
 namespace circuitlab::train {
 
 namespace {
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using data::splitmix64;
 // Uniform integer in [lo, hi] from a hash state (advances it).
 int64_t uniform(uint64_t& s, int64_t lo, int64_t hi) {
   s = splitmix64(s);
