@@ -7,7 +7,6 @@
 
 #include "data/error.h"
 #include "fuzz/fuzz_util.h"
-#include "fuzz/known_bugs.h"
 #include "models/config.h"
 
 using namespace circuitlab;
@@ -15,7 +14,6 @@ using namespace circuitlab;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   nlohmann::json j = nlohmann::json::parse(bytes, bytes + size, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return 0;  // models/ reads the file through the same call, see the catalogue test
-  if (fuzz::known_bug_filters_on() && fuzz::has_out_of_range_float(j)) return 0;  // known_bugs.h
   try {
     models::ModelConfig c = models::config_from_json(j, "config.json");
     c.validate("config.json");

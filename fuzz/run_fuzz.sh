@@ -28,10 +28,13 @@ for t in "${targets[@]}"; do
   work="$BUILD/fuzz-corpus/$t"; art="$BUILD/fuzz-artifacts/$t"
   mkdir -p "$work" "$art"
   extra=(${CIRCUITLAB_FUZZ_FLAGS:-})
+  regress=()  # inputs that once crashed this target: replayed first, every run
+  [ -d "$ROOT/fuzz/regressions/$t" ] && regress=("$ROOT/fuzz/regressions/$t")
   echo "== fuzz_$t: ${SECONDS_EACH}s" >&2
   log="$BUILD/fuzz-$t.log"
   timeout $((SECONDS_EACH + 120)) "$exe" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" "$work" "$ROOT/fuzz/corpus/$t" >"$log" 2>&1
+    -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" "$work" "$ROOT/fuzz/corpus/$t" \
+    ${regress[@]+"${regress[@]}"} >"$log" 2>&1
   rc=$?
   grep -E "^#[0-9]+[[:space:]]+DONE|^stat::number_of_executed_units|^stat::average_exec_per_sec|^stat::peak_rss_mb" "$log" | sed "s/^/  /" >&2
   if [ $rc -ne 0 ]; then

@@ -94,9 +94,6 @@ struct Case {
   std::vector<std::string> expect;     // substrings the one stderr line must contain
   std::vector<std::string> no_output;  // paths (relative to dir) that must not exist afterwards
   std::string stdin_text;
-  // A defect in code owned elsewhere, reported in the hardening note: while it is present the
-  // case is SKIPPED with this text (visible in ctest output); once fixed the case passes.
-  std::string known_bug;
 };
 
 // gtest prints parameters on failure: the case name, not its bytes.
@@ -188,8 +185,6 @@ TEST_P(Catalogue, FailsWithOneLineNamingTheProblem) {
 
   std::string report;
   for (const auto& p : problems) report += "\n  - " + p;
-  if (!problems.empty() && !c.known_bug.empty())
-    GTEST_SKIP() << "KNOWN BUG (see hardening report): " << c.known_bug << report << "\n  stderr: " << r.err;
   EXPECT_TRUE(problems.empty()) << "case " << c.name << ": " << bin() << " exited " << r.exit_code << report
                                 << "\n  stderr: " << r.err;
   fs::remove_all(dir);
