@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "data/error.h"
+#include "models/gemm.h"
 
 namespace circuitlab::models {
 
@@ -342,7 +343,7 @@ torch::Tensor HookedTransformerImpl::forward(const torch::Tensor& tokens_in, con
     return at::layer_norm(x, {D}, ln->w, ln->b, c.eps);
   };
   auto linear = [](const Tensor& x2, const Tensor& w, const Tensor& b) {  // [N, in] · [in, out] (+ b)
-    return b.defined() ? torch::addmm(b, x2, w) : torch::mm(x2, w);
+    return gemm::linear(x2, w, b);  // oneDNN sgemm unless autograd needs the LibTorch op
   };
 
   Tensor resid = I.embed->W_E.index_select(0, tokens.reshape({-1})).view({B, T, D});  // [B, T, D]
@@ -430,9 +431,7 @@ torch::Tensor HookedTransformerImpl::forward(const torch::Tensor& tokens_in, con
     Tensor attn_out;  // [B, T, D]
     if (I.any_active && I.active[P(kResult)]) {
       // Per-head outputs, only when asked for: result[b,t,h] = z[b,t,h] · W_O[h].
-      Tensor result = torch::bmm(z.permute({2, 0, 1, 3}).reshape({H, B * T, Dh}), attn.W_O)  // [H, B·T, D]
-                          .view({H, B, T, D})
-                          .permute({1, 2, 0, 3});  // [B, T, H, D]
+      Tensor result = gemm::head_results(z, attn.W_O);  // [B, T, H, D]
       I.hp(P(kResult), result);
       attn_out = result.sum(2);
       if (attn.b_O.defined()) attn_out = attn_out + attn.b_O;
@@ -466,7 +465,7 @@ torch::Tensor HookedTransformerImpl::forward(const torch::Tensor& tokens_in, con
   Tensor xf = layer_norm(I.ln_final, resid, kLnfScale, kLnfNorm);  // [B, T, D]
   Tensor xf2 = xf.reshape({B * T, D});
   Tensor logits;  // [B·T, V_out]
-  if (c.tied_unembed) logits = torch::mm(xf2, I.embed->W_E.t());
+  if (c.tied_unembed) logits = gemm::mm(xf2, I.embed->W_E.t());
   else logits = linear(xf2, I.unembed->W_U, I.unembed->b_U);
   logits = logits.view({B, T, c.vocab_out()});
   return unbatched ? logits.squeeze(0) : logits;

@@ -1,0 +1,105 @@
+// oneDNN sgemm behind the model's dense products (see gemm.h). Row-major calls: dnnl_sgemm
+// takes C = alpha·op(A)·op(B) + beta·C with row-major leading dimensions, so a transposed view
+// (e.g. W_E.t() for a tied unembedding) is passed as 'T' on the same memory, never copied.
+#include "models/gemm.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include <torch/torch.h>
+
+#ifdef CIRCUITLAB_HAVE_DNNL
+#include <dnnl.h>
+#endif
+
+namespace circuitlab::models::gemm {
+
+namespace {
+
+bool dnnl_enabled() {
+#ifdef CIRCUITLAB_HAVE_DNNL
+  static const bool on = [] {
+    const char* e = std::getenv("CIRCUITLAB_GEMM");
+    return e == nullptr || std::strcmp(e, "torch") != 0;
+  }();
+  return on;
+#else
+  return false;
+#endif
+}
+
+// A 2-D operand as a row-major matrix: 'N' with leading dimension stride(0), or 'T' (its
+// transpose is row-major) with leading dimension stride(1).
+struct Operand {
+  char trans = 'N';
+  int64_t ld = 0;
+};
+
+bool as_operand(const at::Tensor& t, Operand& op) {
+  const int64_t r = t.size(0), c = t.size(1);
+  if (t.stride(1) == 1 && t.stride(0) >= std::max<int64_t>(c, 1)) {
+    op = {'N', t.stride(0)};
+    return true;
+  }
+  if (t.stride(0) == 1 && t.stride(1) >= std::max<int64_t>(r, 1)) {
+    op = {'T', t.stride(1)};
+    return true;
+  }
+  return false;
+}
+
+bool eligible(const at::Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.is_sparse() &&
+         !(at::GradMode::is_enabled() && t.requires_grad());
+}
+
+}  // namespace
+
+const char* backend() { return dnnl_enabled() ? "dnnl" : "torch"; }
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(0), "gemm::linear: expected x [M, K] · w [K, N], got ",
+              x.sizes(), " and ", w.sizes());
+#ifdef CIRCUITLAB_HAVE_DNNL
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(1);
+  Operand A, B;
+  if (dnnl_enabled() && M > 0 && N > 0 && K > 0 && eligible(x) && eligible(w) && (!b.defined() || eligible(b)) &&
+      (!b.defined() || (b.dim() == 1 && b.size(0) == N)) && as_operand(x, A) && as_operand(w, B)) {
+    at::Tensor out = b.defined() ? b.expand({M, N}).contiguous() : at::empty({M, N}, x.options());  // [M, N]
+    const dnnl_status_t st =
+        dnnl_sgemm(A.trans, B.trans, M, N, K, 1.0f, x.data_ptr<float>(), A.ld, w.data_ptr<float>(), B.ld,
+                   b.defined() ? 1.0f : 0.0f, out.data_ptr<float>(), N);
+    if (st == dnnl_success) return out;
+  }
+#endif
+  return b.defined() ? torch::addmm(b, x, w) : torch::mm(x, w);
+}
+
+at::Tensor mm(const at::Tensor& a, const at::Tensor& b) { return linear(a, b, at::Tensor()); }
+
+at::Tensor head_results(const at::Tensor& z, const at::Tensor& W_O) {
+  TORCH_CHECK(z.dim() == 4 && W_O.dim() == 3 && z.size(2) == W_O.size(0) && z.size(3) == W_O.size(1),
+              "gemm::head_results: expected z [B, T, H, Dh] and W_O [H, Dh, D], got ", z.sizes(), " and ", W_O.sizes());
+  const int64_t B = z.size(0), T = z.size(1), H = z.size(2), Dh = z.size(3), D = W_O.size(2);
+#ifdef CIRCUITLAB_HAVE_DNNL
+  // One row-major GEMM per (b, h), written straight into its strided slice of the output.
+  if (dnnl_enabled() && B * T * H * Dh * D > 0 && eligible(z) && eligible(W_O) && z.stride(3) == 1 &&
+      z.stride(1) >= Dh && W_O.stride(2) == 1 && W_O.stride(1) >= D) {
+    at::Tensor out = at::empty({B, T, H, D}, z.options());  // [B, T, H, D]
+    const float* zp = z.data_ptr<float>();
+    const float* wp = W_O.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    bool ok = true;
+    for (int64_t b = 0; b < B && ok; ++b)
+      for (int64_t h = 0; h < H && ok; ++h)
+        ok = dnnl_sgemm('N', 'N', T, D, Dh, 1.0f, zp + b * z.stride(0) + h * z.stride(2), z.stride(1),
+                        wp + h * W_O.stride(0), W_O.stride(1), 0.0f, op + (b * T * H + h) * D, H * D) == dnnl_success;
+    if (ok) return out;
+  }
+#endif
+  return torch::bmm(z.permute({2, 0, 1, 3}).reshape({H, B * T, Dh}), W_O)  // [H, B·T, D]
+      .view({H, B, T, D})
+      .permute({1, 2, 0, 3});  // [B, T, H, D]
+}
+
+}  // namespace circuitlab::models::gemm

@@ -1,0 +1,27 @@
+// Dense float32 GEMMs for the model's inference path: y = x · w (+ b) through oneDNN's sgemm
+// (JIT AVX-512/AVX2 kernels) when the operands allow it, else through LibTorch (OpenBLAS).
+// Autograd is never bypassed: when a gradient would be needed, the LibTorch op runs. Not a
+// general BLAS wrapper: only 2-D CPU float tensors with a unit stride on one side take the fast
+// path. CIRCUITLAB_GEMM=torch turns it off (for comparisons).
+#pragma once
+
+namespace at {
+class Tensor;
+}
+
+namespace circuitlab::models::gemm {
+
+// x [M, K] · w [K, N] (+ b [N], may be undefined) -> [M, N].
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+
+// a [M, K] · b [K, N] -> [M, N].
+at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
+
+// Per-head outputs of attention: z [B, T, H, Dh] · W_O [H, Dh, D] -> [B, T, H, D]
+// (result[b, t, h] = z[b, t, h] · W_O[h], TransformerLens's hook_result).
+at::Tensor head_results(const at::Tensor& z, const at::Tensor& W_O);
+
+// "dnnl" or "torch": what linear/mm use for eligible operands in this process.
+const char* backend();
+
+}  // namespace circuitlab::models::gemm
