@@ -1,6 +1,7 @@
-// Training throughput of the attn2l preset in C++ (the real HookedTransformer + AdamW step the
-// trainer runs, random tokens, same batch and context), and the machine's sgemm FLOP/s for the
-// achieved-vs-peak ratio. bench/bench_train.sh runs this beside bench/bench_train_pytorch.py
+// Training throughput of the attn2l preset in C++ (the step the trainer runs: the hand-written
+// attention-only forward + backward of train/fast_attn_only.h when the model qualifies, else
+// autograd; clip_grad_norm_ + AdamW; random tokens, same batch and context), the autograd step
+// for comparison, and the machine's sgemm FLOP/s for the achieved-vs-peak ratio. bench/bench_train.sh runs this beside bench/bench_train_pytorch.py
 // (the same model in PyTorch eager) and prints medians and ratios. Not a test.
 #include <benchmark/benchmark.h>
 
@@ -9,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "models/hooked_transformer.h"
+#include "train/fast_attn_only.h"
 #include "train/optimizer.h"
 #include "train/train_config.h"
 
@@ -30,7 +32,8 @@ double train_flops_per_token(const models::ModelConfig& c) {
   return 3 * (c.n_layers * per_layer + 2 * D * V);
 }
 
-void BM_TrainStep(benchmark::State& state, const std::string& preset) {
+// fast: what train/trainer.cpp does (FastAttnOnly when supported); !fast: LibTorch autograd.
+void train_step_bench(benchmark::State& state, const std::string& preset, bool fast_path) {
   at::set_num_threads(threads());
   auto cfg = train::train_config_from_json(train::load_preset_json(preset), preset);
   torch::manual_seed(0);
@@ -43,21 +46,33 @@ void BM_TrainStep(benchmark::State& state, const std::string& preset) {
   const int64_t B = cfg.batch_size, T = cfg.model.n_ctx, V = cfg.model.d_vocab;
   auto tokens = torch::randint(V, {B, T + 1}, torch::kInt64);  // [B, T+1]
   auto x = tokens.slice(1, 0, T), y = tokens.slice(1, 1, T + 1);
+  std::unique_ptr<train::FastAttnOnly> fast;
+  if (fast_path && train::FastAttnOnly::supports(model)) fast = std::make_unique<train::FastAttnOnly>(model);
+  if (fast_path && !fast) state.SkipWithError("the preset's model is not covered by the fast path");
   for (auto _ : state) {
     opt->zero_grad();
-    auto logits = model->forward(x);  // [B, T, V]
-    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, V}), y.reshape({-1}));
-    loss.backward();
+    double loss_v;
+    if (fast) {
+      loss_v = fast->forward_backward(x, y, 1.0);
+    } else {
+      auto logits = model->forward(x);  // [B, T, V]
+      auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, V}), y.reshape({-1}));
+      loss.backward();
+      loss_v = loss.item<double>();
+    }
     torch::nn::utils::clip_grad_norm_(pt, cfg.grad_clip);
     opt->step();
-    benchmark::DoNotOptimize(loss.item<float>());
+    benchmark::DoNotOptimize(loss_v);
   }
   const double toks = static_cast<double>(state.iterations()) * B * T;
   state.counters["tokens_per_s"] = benchmark::Counter(toks, benchmark::Counter::kIsRate);
   state.counters["flops"] = benchmark::Counter(toks * train_flops_per_token(cfg.model), benchmark::Counter::kIsRate);
   state.counters["threads"] = threads();
 }
+void BM_TrainStep(benchmark::State& state, const std::string& preset) { train_step_bench(state, preset, true); }
+void BM_TrainStepAutograd(benchmark::State& state, const std::string& preset) { train_step_bench(state, preset, false); }
 BENCHMARK_CAPTURE(BM_TrainStep, attn2l, std::string("attn2l"))->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_TrainStepAutograd, attn2l, std::string("attn2l"))->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
 
 // Square sgemm through LibTorch (the BLAS the training matmuls use).
 void BM_Sgemm(benchmark::State& state) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -27,6 +28,7 @@
 #include "models/model_dir.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/fast_attn_only.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "train/span_repeat.h"
@@ -162,6 +164,13 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opt) {
   auto adamw = make_adamw(params, {cfg.lr, cfg.weight_decay, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.decay_embeddings});
   const LrSchedule schedule{cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps};
   if (dp) dp->broadcast_from_root(param_tensors);
+  // Hand-written forward + backward for attention-only CPU models (autograd otherwise).
+  std::unique_ptr<FastAttnOnly> fast;
+  {
+    const char* env = std::getenv("CIRCUITLAB_TRAIN_AUTOGRAD");
+    const bool forced_autograd = env != nullptr && std::string(env) == "1";
+    if (opt.fast_path && !forced_autograd && FastAttnOnly::supports(model)) fast = std::make_unique<FastAttnOnly>(model);
+  }
 
   // --- run directory ---
   const std::string out = opt.out_dir, ckpt_root = out + "/checkpoints", snap_root = out + "/snapshots";
@@ -238,6 +247,10 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opt) {
         span_repeat.apply(windows, (batch_index * world + opt.rank) * static_cast<uint64_t>(micro_b));
         x = windows.slice(1, 0, T);
         y = windows.slice(1, 1, T + 1);
+      }
+      if (fast) {
+        step_loss += fast->forward_backward(x, y, 1.0 / cfg.grad_accum) / cfg.grad_accum;
+        continue;
       }
       auto logits = model->forward(x.to(device));  // [b, T, V]
       auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), y.to(device).reshape({-1}));

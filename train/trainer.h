@@ -22,6 +22,10 @@ struct RunOptions {
   std::string master = "127.0.0.1:29531";
   bool progress = true;   // progress bar on stderr (rank 0)
   int64_t stop_after = -1;  // stop (after checkpointing) once this many steps are done; tests
+  // Attention-only CPU models train through the hand-written forward + backward of
+  // train/fast_attn_only.h (same math, ~2x faster); false forces LibTorch autograd.
+  // Env CIRCUITLAB_TRAIN_AUTOGRAD=1 does the same without a code change.
+  bool fast_path = true;
 };
 
 struct RunSummary {

@@ -1,0 +1,352 @@
+// See fast_attn_only.h. Row-vector convention as the model (x · W). N = b·T rows; weights are
+// used in GEMM-friendly flat layouts: W_qkv [D, 3·H·Dh] with columns (q|k|v, head, d_head),
+// W_O [H·Dh, D]; per-head tensors live in [3, b, H, T, Dh] buffers for batched GEMMs.
+// Every gradient formula mirrors what autograd computes for HookedTransformer::forward.
+#include "train/fast_attn_only.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "data/error.h"
+
+namespace circuitlab::train {
+
+using torch::Tensor;
+
+namespace {
+// Rows of the logits chunk: 128 rows × V 2048 × 4 bytes = 1 MiB, resident in a 2 MiB L2.
+constexpr int64_t kChunkBytes = 1 << 20;
+}  // namespace
+
+struct FastAttnOnly::Impl {
+  models::HookedTransformer model{nullptr};
+  int64_t L, D, H, Dh, HD, V, V_out, n_ctx;
+  bool shortformer, bias;
+  Tensor W_E, W_pos, W_U, b_U;                 // [V, D], [n_ctx, D], [D, V_out], [V_out]
+  std::vector<Tensor> W_Q, W_K, W_V, W_O;      // [H, D, Dh] ×3, [H, Dh, D]
+  std::vector<Tensor> b_Q, b_K, b_V, b_O;      // [H, Dh] ×3, [D]
+  std::vector<Tensor> params;                  // every trainable parameter
+
+  // Buffers (reallocated when b or T change).
+  int64_t b = -1, T = -1;
+  std::vector<Tensor> w_qkv;     // per layer [D, 3·HD]
+  std::vector<Tensor> resid;     // L+1 × [N, D]: input of layer l; resid[L] feeds the unembed
+  std::vector<Tensor> qk_in;     // per layer [N, D] (shortformer: resid + pos)
+  std::vector<Tensor> qkv_h;     // per layer [3, b·H, T, Dh]
+  std::vector<Tensor> pattern;   // per layer [b·H, T, T]
+  std::vector<Tensor> z;         // per layer [N, HD]
+  Tensor qkv_flat;               // [N, 3·HD]
+  Tensor scores;                 // [b·H, T, T]
+  Tensor causal;                 // [T, T] bool, true above the diagonal
+  Tensor logits;                 // [chunk, V_out]
+  Tensor dresid, dtmp;           // [N, D]
+  Tensor dz_h, dqkv_h, dP, dS;   // [b·H, T, Dh], [3, b·H, T, Dh], [b·H, T, T] ×2
+  Tensor dz_flat, dqkv_flat;     // [N, HD], [N, 3·HD]
+  // Gradient buffers in flat layouts, added into .grad() at the end.
+  Tensor gW_E, gW_pos, gW_U, gb_U;
+  std::vector<Tensor> gW_qkv, gb_qkv, gW_O, gb_O;
+  Tensor dpos_rows;              // [N, D] accumulated d(pos) per row (shortformer)
+
+  void alloc(int64_t b_, int64_t T_) {
+    b = b_;
+    T = T_;
+    const int64_t N = b * T;
+    auto o = W_E.options().requires_grad(false);
+    resid.assign(L + 1, Tensor());
+    for (auto& r : resid) r = torch::empty({N, D}, o);
+    qk_in.assign(L, Tensor());
+    qkv_h.assign(L, Tensor());
+    pattern.assign(L, Tensor());
+    z.assign(L, Tensor());
+    for (int64_t l = 0; l < L; ++l) {
+      if (shortformer) qk_in[l] = torch::empty({N, D}, o);
+      qkv_h[l] = torch::empty({3, b * H, T, Dh}, o);
+      pattern[l] = torch::empty({b * H, T, T}, o);
+      z[l] = torch::empty({N, HD}, o);
+    }
+    qkv_flat = torch::empty({N, 3 * HD}, o);
+    scores = torch::empty({b * H, T, T}, o);
+    causal = torch::ones({T, T}, o.dtype(torch::kBool)).triu(1);
+    const int64_t chunk = std::max<int64_t>(16, std::min<int64_t>(N, kChunkBytes / (V_out * W_E.element_size())));
+    logits = torch::empty({chunk, V_out}, o);
+    dresid = torch::empty({N, D}, o);
+    dtmp = torch::empty({N, D}, o);
+    dpos_rows = torch::empty({N, D}, o);
+    dz_h = torch::empty({b * H, T, Dh}, o);
+    dqkv_h = torch::empty({3, b * H, T, Dh}, o);
+    dP = torch::empty({b * H, T, T}, o);
+    dS = torch::empty({b * H, T, T}, o);
+    dz_flat = torch::empty({N, HD}, o);
+    dqkv_flat = torch::empty({N, 3 * HD}, o);
+  }
+};
+
+bool FastAttnOnly::supports(const models::HookedTransformer& model, std::string* why) {
+  const auto& c = model->cfg();
+  auto no = [&](const char* w) {
+    if (why) *why = w;
+    return false;
+  };
+  if (!c.attn_only) return no("model has MLP blocks");
+  if (c.has_ln() || (!c.normalization_type.empty() && c.normalization_type != "none"))
+    return no("model has normalization layers");
+  if (c.tied_unembed) return no("unembedding is tied to the embedding");
+  if (c.positional_embedding_type != "standard" && c.positional_embedding_type != "shortformer")
+    return no("unsupported positional embedding type");
+  const Tensor w = model->W_E();
+  if (!w.device().is_cpu()) return no("model is not on the CPU");
+  if (w.scalar_type() != torch::kFloat && w.scalar_type() != torch::kDouble) return no("dtype is not float32/float64");
+  for (const auto& p : model->parameters())
+    if (!p.requires_grad()) return no("a parameter is frozen (requires_grad false)");
+  return true;
+}
+
+FastAttnOnly::FastAttnOnly(models::HookedTransformer model) : impl_(std::make_unique<Impl>()) {
+  std::string why;
+  if (!supports(model, &why)) fail("fast attention-only training path: " + why);
+  auto& I = *impl_;
+  I.model = model;
+  const auto& c = model->cfg();
+  I.L = c.n_layers;
+  I.D = c.d_model;
+  I.H = c.n_heads;
+  I.Dh = c.d_head;
+  I.HD = I.H * I.Dh;
+  I.V = c.d_vocab;
+  I.V_out = c.vocab_out();
+  I.n_ctx = c.n_ctx;
+  I.shortformer = c.shortformer();
+  I.bias = c.use_bias;
+  auto sd = model->state_dict();
+  auto get = [&](const std::string& n) -> Tensor {
+    auto it = sd.find(n);
+    TORCH_CHECK(it != sd.end(), "fast attention-only path: the model has no parameter '", n, "'");
+    return it->second;
+  };
+  I.W_E = get("embed.W_E");
+  I.W_pos = get("pos_embed.W_pos");
+  I.W_U = get("unembed.W_U");
+  if (I.bias) I.b_U = get("unembed.b_U");
+  for (int64_t l = 0; l < I.L; ++l) {
+    const std::string p = "blocks." + std::to_string(l) + ".attn.";
+    I.W_Q.push_back(get(p + "W_Q"));
+    I.W_K.push_back(get(p + "W_K"));
+    I.W_V.push_back(get(p + "W_V"));
+    I.W_O.push_back(get(p + "W_O"));
+    if (I.bias) {
+      I.b_Q.push_back(get(p + "b_Q"));
+      I.b_K.push_back(get(p + "b_K"));
+      I.b_V.push_back(get(p + "b_V"));
+      I.b_O.push_back(get(p + "b_O"));
+    }
+  }
+  size_t n_covered = 3 + (I.bias ? 1 : 0) + I.W_Q.size() * 4 + I.b_Q.size() * 4;
+  TORCH_CHECK(n_covered == model->parameters().size(), "fast attention-only path: the model has ",
+              model->parameters().size(), " parameters, the path covers ", n_covered);
+  for (const auto& p : model->parameters()) I.params.push_back(p);
+
+  auto o = I.W_E.options().requires_grad(false);
+  for (int64_t l = 0; l < I.L; ++l) {
+    I.w_qkv.push_back(torch::empty({I.D, 3 * I.HD}, o));
+    I.gW_qkv.push_back(torch::empty({I.D, 3 * I.HD}, o));
+    I.gW_O.push_back(torch::empty({I.HD, I.D}, o));
+    if (I.bias) {
+      I.gb_qkv.push_back(torch::empty({3 * I.HD}, o));
+      I.gb_O.push_back(torch::empty({I.D}, o));
+    }
+  }
+  I.gW_E = torch::empty({I.V, I.D}, o);
+  I.gW_pos = torch::empty({I.n_ctx, I.D}, o);
+  I.gW_U = torch::empty({I.D, I.V_out}, o);
+  if (I.bias) I.gb_U = torch::empty({I.V_out}, o);
+}
+
+FastAttnOnly::~FastAttnOnly() = default;
+
+double FastAttnOnly::forward_backward(const Tensor& x_in, const Tensor& y_in, double grad_scale) {
+  auto& I = *impl_;
+  TORCH_CHECK(x_in.dim() == 2 && y_in.sizes() == x_in.sizes(), "fast attention-only path: tokens and targets must both be [b, T], got ",
+              x_in.sizes(), " and ", y_in.sizes());
+  const int64_t b = x_in.size(0), T = x_in.size(1), N = b * T;
+  TORCH_CHECK(T >= 1 && T <= I.n_ctx && b >= 1, "fast attention-only path: need 1 <= T <= n_ctx (", I.n_ctx, "), got [", b, ", ", T, "]");
+  const Tensor x = x_in.to(torch::kLong).contiguous(), y = y_in.to(torch::kLong).contiguous();
+  const int64_t* xp = x.data_ptr<int64_t>();
+  const int64_t* yp = y.data_ptr<int64_t>();
+  for (int64_t i = 0; i < N; ++i) {
+    if (xp[i] < 0 || xp[i] >= I.V) fail("token id " + std::to_string(xp[i]) + " is out of range for d_vocab " + std::to_string(I.V));
+    if (yp[i] < 0 || yp[i] >= I.V_out) fail("target id " + std::to_string(yp[i]) + " is out of range for the unembedding's " + std::to_string(I.V_out) + " outputs");
+  }
+  if (b != I.b || T != I.T) I.alloc(b, T);
+  torch::NoGradGuard ng;
+  const int64_t D = I.D, H = I.H, Dh = I.Dh, HD = I.HD, L = I.L;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+  const Tensor pos = I.W_pos.slice(0, 0, T);  // [T, D]
+
+  // ---- forward ----
+  // resid0 = W_E[x] (+ W_pos[t] unless shortformer)
+  at::index_select_out(I.resid[0], I.W_E, 0, x.view({N}));
+  if (!I.shortformer) I.resid[0].view({b, T, D}).add_(pos);
+  for (int64_t l = 0; l < L; ++l) {
+    // Fused weights [D, 3, H, Dh] from W_{Q,K,V} [H, D, Dh].
+    auto w4 = I.w_qkv[l].view({D, 3, H, Dh});
+    w4.select(1, 0).copy_(I.W_Q[l].permute({1, 0, 2}));
+    w4.select(1, 1).copy_(I.W_K[l].permute({1, 0, 2}));
+    w4.select(1, 2).copy_(I.W_V[l].permute({1, 0, 2}));
+    const Tensor& r = I.resid[l];
+    if (!I.shortformer) {
+      at::mm_out(I.qkv_flat, r, I.w_qkv[l]);  // [N, 3HD]
+    } else {
+      Tensor qk3 = I.qk_in[l].view({b, T, D});
+      at::add_out(qk3, r.view({b, T, D}), pos);
+      auto qk_cols = I.qkv_flat.slice(1, 0, 2 * HD), v_cols = I.qkv_flat.slice(1, 2 * HD, 3 * HD);
+      at::mm_out(qk_cols, I.qk_in[l], I.w_qkv[l].slice(1, 0, 2 * HD));
+      at::mm_out(v_cols, r, I.w_qkv[l].slice(1, 2 * HD, 3 * HD));
+    }
+    if (I.bias) {
+      auto b3 = I.qkv_flat.view({N, 3, H, Dh});
+      b3.select(1, 0).add_(I.b_Q[l]);
+      b3.select(1, 1).add_(I.b_K[l]);
+      b3.select(1, 2).add_(I.b_V[l]);
+    }
+    // [N, 3HD] = [b, T, 3, H, Dh] -> [3, b, H, T, Dh]
+    I.qkv_h[l].view({3, b, H, T, Dh}).copy_(I.qkv_flat.view({b, T, 3, H, Dh}).permute({2, 0, 3, 1, 4}));
+    Tensor q = I.qkv_h[l][0];  // stored pre-scaled: q' = q / sqrt(Dh)   [bH, T, Dh]
+    const Tensor k = I.qkv_h[l][1], v = I.qkv_h[l][2];
+    q.mul_(scale);
+    at::bmm_out(I.scores, q, k.transpose(1, 2));  // [bH, T, T]
+    I.scores.masked_fill_(I.causal, -std::numeric_limits<double>::infinity());
+    at::_softmax_out(I.pattern[l], I.scores, -1, false);
+    at::bmm_out(I.dz_h, I.pattern[l], v);  // z per head [bH, T, Dh] (dz_h is scratch here)
+    I.z[l].view({b, T, H, Dh}).copy_(I.dz_h.view({b, H, T, Dh}).permute({0, 2, 1, 3}));
+    // resid[l+1] = resid[l] + z · W_O (+ b_O)
+    I.resid[l + 1].copy_(r);
+    I.resid[l + 1].addmm_(I.z[l], I.W_O[l].view({HD, D}));
+    if (I.bias) I.resid[l + 1].add_(I.b_O[l]);
+  }
+
+  // ---- unembed + softmax + cross-entropy + its gradient, chunk by chunk ----
+  const double g = grad_scale / static_cast<double>(N);
+  const Tensor& xf = I.resid[L];  // [N, D]
+  I.gW_U.zero_();
+  if (I.bias) I.gb_U.zero_();
+  double loss_sum = 0;
+  const int64_t chunk = I.logits.size(0);
+  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+    const int64_t n = std::min(chunk, N - r0);
+    Tensor lg = I.logits.slice(0, 0, n);  // [n, V_out]
+    const Tensor xc = xf.slice(0, r0, r0 + n);
+    if (I.bias) at::addmm_out(lg, I.b_U, xc, I.W_U);
+    else at::mm_out(lg, xc, I.W_U);
+    // Vectorised softmax via ATen; loss from log p_y with a log-sum-exp fallback on underflow.
+    std::vector<double> ty(n);
+    AT_DISPATCH_FLOATING_TYPES(lg.scalar_type(), "fast_xent_t", [&] {
+      const scalar_t* p = lg.data_ptr<scalar_t>();
+      for (int64_t i = 0; i < n; ++i) ty[i] = static_cast<double>(p[i * I.V_out + yp[r0 + i]]);
+    });
+    at::_softmax_out(lg, lg, 1, false);
+    AT_DISPATCH_FLOATING_TYPES(lg.scalar_type(), "fast_xent_g", [&] {
+      scalar_t* p = lg.data_ptr<scalar_t>();
+      bool underflow = false;
+      for (int64_t i = 0; i < n; ++i) {
+        const double py = static_cast<double>(p[i * I.V_out + yp[r0 + i]]);
+        if (py > 1e-30) loss_sum -= std::log(py);
+        else underflow = true;
+      }
+      if (underflow) {  // recompute those rows' loss from the logits: lse - logit_y
+        Tensor lgc = I.bias ? at::addmm(I.b_U, xc, I.W_U) : at::mm(xc, I.W_U);
+        Tensor lse_t = at::logsumexp(lgc.to(torch::kDouble), {1});
+        const double* lp = lse_t.data_ptr<double>();
+        for (int64_t i = 0; i < n; ++i)
+          if (!(static_cast<double>(p[i * I.V_out + yp[r0 + i]]) > 1e-30)) loss_sum += lp[i] - ty[i];
+      }
+      for (int64_t i = 0; i < n; ++i) p[i * I.V_out + yp[r0 + i]] -= scalar_t(1);
+    });
+    lg.mul_(g);  // dlogits [n, V_out]
+    I.gW_U.addmm_(xc.t(), lg);  // += xcᵀ · dlogits
+    if (I.bias) I.gb_U.add_(lg.sum(0));
+    Tensor dxc = I.dresid.slice(0, r0, r0 + n);
+    at::mm_out(dxc, lg, I.W_U.t());  // d xf
+  }
+
+  // ---- backward through the layers ----
+  if (I.shortformer) I.dpos_rows.zero_();
+  for (int64_t l = L - 1; l >= 0; --l) {
+    const Tensor& r = I.resid[l];
+    // attn_out = z · W_O + b_O; dresid passes through the residual unchanged.
+    at::mm_out(I.gW_O[l], I.z[l].t(), I.dresid);  // [HD, D]
+    if (I.bias) at::sum_out(I.gb_O[l], I.dresid, {0});
+    at::mm_out(I.dz_flat, I.dresid, I.W_O[l].view({HD, D}).t());  // [N, HD]
+    I.dz_h.view({b, H, T, Dh}).copy_(I.dz_flat.view({b, T, H, Dh}).permute({0, 2, 1, 3}));
+    const Tensor q = I.qkv_h[l][0], k = I.qkv_h[l][1], v = I.qkv_h[l][2];
+    const Tensor& P = I.pattern[l];
+    at::bmm_out(I.dP, I.dz_h, v.transpose(1, 2));           // dP = dz · vᵀ   [bH, T, T]
+    Tensor dq = I.dqkv_h[0], dk = I.dqkv_h[1], dv_h = I.dqkv_h[2];
+    at::bmm_out(dv_h, P.transpose(1, 2), I.dz_h);     // dv = Pᵀ · dz   [bH, T, Dh]
+    at::_softmax_backward_data_out(I.dS, I.dP, P, -1, P.scalar_type());  // dS (masked entries: P = 0)
+    at::bmm_out(dq, I.dS, k);                  // dq = s·dS·k
+    dq.mul_(scale);
+    at::bmm_out(dk, I.dS.transpose(1, 2), q);  // dk = dSᵀ·q' (q' carries s)
+    // [3, b, H, T, Dh] -> [N, 3HD] with columns (q|k|v, head, d_head)
+    I.dqkv_flat.view({b, T, 3, H, Dh}).copy_(I.dqkv_h.view({3, b, H, T, Dh}).permute({1, 3, 0, 2, 4}));
+    if (I.bias) at::sum_out(I.gb_qkv[l], I.dqkv_flat, {0});
+    if (!I.shortformer) {
+      at::mm_out(I.gW_qkv[l], r.t(), I.dqkv_flat);              // [D, 3HD]
+      I.dresid.addmm_(I.dqkv_flat, I.w_qkv[l].t());             // dresid += dqkv · W_qkvᵀ
+    } else {
+      auto dqk = I.dqkv_flat.slice(1, 0, 2 * HD), dv = I.dqkv_flat.slice(1, 2 * HD, 3 * HD);
+      Tensor gqk = I.gW_qkv[l].slice(1, 0, 2 * HD), gv = I.gW_qkv[l].slice(1, 2 * HD, 3 * HD);
+      at::mm_out(gqk, I.qk_in[l].t(), dqk);
+      at::mm_out(gv, r.t(), dv);
+      at::mm_out(I.dtmp, dqk, I.w_qkv[l].slice(1, 0, 2 * HD).t());  // d qk_in [N, D]
+      I.dpos_rows.add_(I.dtmp);
+      I.dresid.add_(I.dtmp);
+      I.dresid.addmm_(dv, I.w_qkv[l].slice(1, 2 * HD, 3 * HD).t());
+    }
+  }
+  // Embeddings: dW_E[x[i]] += dresid[i] (in row order, deterministic); dW_pos[t] = Σ_b rows.
+  I.gW_E.zero_();
+  I.gW_pos.zero_();
+  AT_DISPATCH_FLOATING_TYPES(I.gW_E.scalar_type(), "fast_embed_bwd", [&] {
+    scalar_t* gw = I.gW_E.data_ptr<scalar_t>();
+    const scalar_t* dr = I.dresid.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < N; ++i) {
+      scalar_t* dst = gw + xp[i] * D;
+      const scalar_t* src = dr + i * D;
+      for (int64_t d = 0; d < D; ++d) dst[d] += src[d];
+    }
+  });
+  const Tensor& dpos_src = I.shortformer ? I.dpos_rows : I.dresid;
+  Tensor gpos = I.gW_pos.slice(0, 0, T);
+  at::sum_out(gpos, dpos_src.view({b, T, D}), {0});
+
+  // ---- add into .grad() ----
+  auto acc = [&](const Tensor& p, const Tensor& gsrc) {
+    Tensor& gr = const_cast<Tensor&>(p).mutable_grad();
+    if (!gr.defined()) gr = torch::zeros_like(p);
+    gr.add_(gsrc);
+  };
+  // Gradients of the layers' weights were computed for loss·grad_scale already (g folds it in).
+  acc(I.W_E, I.gW_E);
+  acc(I.W_pos, I.gW_pos);
+  acc(I.W_U, I.gW_U);
+  if (I.bias) acc(I.b_U, I.gb_U);
+  for (int64_t l = 0; l < L; ++l) {
+    auto gw4 = I.gW_qkv[l].view({D, 3, H, Dh});
+    acc(I.W_Q[l], gw4.select(1, 0).permute({1, 0, 2}));
+    acc(I.W_K[l], gw4.select(1, 1).permute({1, 0, 2}));
+    acc(I.W_V[l], gw4.select(1, 2).permute({1, 0, 2}));
+    acc(I.W_O[l], I.gW_O[l].view({H, Dh, D}));
+    if (I.bias) {
+      auto gb = I.gb_qkv[l].view({3, H, Dh});
+      acc(I.b_Q[l], gb[0]);
+      acc(I.b_K[l], gb[1]);
+      acc(I.b_V[l], gb[2]);
+      acc(I.b_O[l], I.gb_O[l]);
+    }
+  }
+  return loss_sum / static_cast<double>(N);
+}
+
+}  // namespace circuitlab::train
