@@ -8,17 +8,19 @@
 #include <numeric>
 
 #include "data/error.h"
+#include "data/splitmix.h"
 
 namespace circuitlab::analysis {
 
 namespace {
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
+// The stateful splitmix64 stream: the hash of the state, then the state advances by the
+// golden-ratio increment (data/splitmix.h adds it before hashing, so this is the same stream).
+uint64_t next_u64(uint64_t& s) {
+  const uint64_t z = data::splitmix64(s);
+  s += 0x9E3779B97F4A7C15ULL;
+  return z;
 }
-double uniform01(uint64_t& s) { return double(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
+double uniform01(uint64_t& s) { return double(next_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
 }  // namespace
 
 int64_t sample_token(const torch::Tensor& logits, const SamplingParams& p, uint64_t& rng_state) {
@@ -29,12 +31,12 @@ int64_t sample_token(const torch::Tensor& logits, const SamplingParams& p, uint6
   const double* probs = probs_t.data_ptr<double>();
   std::vector<int64_t> order(V);
   std::iota(order.begin(), order.end(), 0);
-  // Sort by probability, ties by id: deterministic across platforms.
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return probs[a] != probs[b] ? probs[a] > probs[b] : a < b;
-  });
+  // By probability, ties by id: deterministic across platforms. With top-k only the first k
+  // need ordering (partial sort: O(V log k), not a sort of the whole vocabulary per token).
+  auto before = [&](int64_t a, int64_t b) { return probs[a] != probs[b] ? probs[a] > probs[b] : a < b; };
   int64_t keep = V;
   if (p.top_k > 0) keep = std::min<int64_t>(keep, p.top_k);
+  std::partial_sort(order.begin(), order.begin() + keep, order.end(), before);
   if (p.top_p < 1.0) {
     double cum = 0;
     for (int64_t i = 0; i < keep; ++i) {

@@ -77,6 +77,24 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b) { return linear(a, b, at::Tensor()); }
 
+void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, float beta) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && c.dim() == 2 && a.size(1) == b.size(0) && c.size(0) == a.size(0) &&
+                  c.size(1) == b.size(1),
+              "gemm::mm_into: expected a [M, K] · b [K, N] into c [M, N], got ", a.sizes(), ", ", b.sizes(), ", ",
+              c.sizes());
+#ifdef CIRCUITLAB_HAVE_DNNL
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  Operand A, B;
+  if (dnnl_enabled() && M > 0 && N > 0 && K > 0 && eligible(a) && eligible(b) && eligible(c) && c.stride(1) == 1 &&
+      c.stride(0) >= N && as_operand(a, A) && as_operand(b, B) &&
+      dnnl_sgemm(A.trans, B.trans, M, N, K, 1.0f, a.data_ptr<float>(), A.ld, b.data_ptr<float>(), B.ld, beta,
+                 c.data_ptr<float>(), c.stride(0)) == dnnl_success)
+    return;
+#endif
+  if (beta == 0.0f) at::mm_out(c, a, b);
+  else c.addmm_(a, b, beta, 1.0);
+}
+
 at::Tensor head_results(const at::Tensor& z, const at::Tensor& W_O) {
   TORCH_CHECK(z.dim() == 4 && W_O.dim() == 3 && z.size(2) == W_O.size(0) && z.size(3) == W_O.size(1),
               "gemm::head_results: expected z [B, T, H, Dh] and W_O [H, Dh, D], got ", z.sizes(), " and ", W_O.sizes());

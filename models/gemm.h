@@ -17,6 +17,10 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 // a [M, K] · b [K, N] -> [M, N].
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 
+// c = a · b + beta · c, in place: a [M, K], b [K, N], c [M, N] with a unit inner stride
+// (a row block of a bigger buffer is fine). beta 0 overwrites c, beta 1 accumulates.
+void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, float beta = 0.0f);
+
 // Per-head outputs of attention: z [B, T, H, Dh] · W_O [H, Dh, D] -> [B, T, H, D]
 // (result[b, t, h] = z[b, t, h] · W_O[h], TransformerLens's hook_result).
 at::Tensor head_results(const at::Tensor& z, const at::Tensor& W_O);

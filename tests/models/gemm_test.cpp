@@ -1,0 +1,79 @@
+// Unit tests of models/gemm: the oneDNN products against a float64 LibTorch reference for every
+// operand layout the model passes (row-major, transposed views, row blocks of a wider buffer,
+// bias, accumulate into a strided output, per-head results), and the autograd fall-back.
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "models/gemm.h"
+#include "tests/models/test_util.h"
+
+namespace circuitlab::models {
+namespace {
+
+using circuitlab::testing::all_close;
+
+// float32 products of length-K dot products against a float64 reference: rounding only.
+constexpr double kGemmRtol = 1e-5;
+constexpr double kGemmAtol = 1e-5;
+
+torch::Tensor ref_mm(const torch::Tensor& a, const torch::Tensor& b) {
+  return torch::mm(a.to(torch::kDouble), b.to(torch::kDouble));
+}
+
+TEST(Gemm, LinearMatchesReferenceForEveryLayout) {
+  torch::manual_seed(1);
+  const int64_t M = 37, K = 70, N = 53;
+  torch::Tensor x = torch::randn({M, K}), w = torch::randn({K, N}), b = torch::randn({N});
+  torch::Tensor xT = torch::randn({K, M}).t(), wT = torch::randn({N, K}).t();  // transposed views
+  torch::Tensor wide = torch::randn({M, K + 9});
+  torch::Tensor xblock = wide.slice(1, 4, 4 + K);  // row-major, leading dimension K + 9
+  for (const auto& [name, xa, wa] : std::vector<std::tuple<std::string, torch::Tensor, torch::Tensor>>{
+           {"NN", x, w}, {"TN", xT, w}, {"NT", x, wT}, {"TT", xT, wT}, {"block", xblock, w}}) {
+    EXPECT_TRUE(all_close(gemm::mm(xa, wa), ref_mm(xa, wa), kGemmRtol, kGemmAtol, "mm " + name));
+    EXPECT_TRUE(all_close(gemm::linear(xa, wa, b), ref_mm(xa, wa) + b.to(torch::kDouble), kGemmRtol, kGemmAtol,
+                          "linear " + name));
+  }
+}
+
+TEST(Gemm, MmIntoOverwritesOrAccumulatesIntoAStridedBlock) {
+  torch::manual_seed(2);
+  const int64_t M = 20, K = 33, N = 17;
+  torch::Tensor a = torch::randn({M, K}), b = torch::randn({N, K}).t();
+  torch::Tensor buf = torch::randn({M, N + 5});
+  torch::Tensor before = buf.clone();
+  torch::Tensor c = buf.slice(1, 2, 2 + N);  // [M, N], leading dimension N + 5
+  gemm::mm_into(c, a, b, 1.0f);
+  EXPECT_TRUE(all_close(c, before.slice(1, 2, 2 + N).to(torch::kDouble) + ref_mm(a, b), kGemmRtol, kGemmAtol, "beta 1"));
+  EXPECT_TRUE(torch::equal(buf.slice(1, 0, 2), before.slice(1, 0, 2)));  // columns outside c untouched
+  EXPECT_TRUE(torch::equal(buf.slice(1, 2 + N), before.slice(1, 2 + N)));
+  gemm::mm_into(c, a, b);
+  EXPECT_TRUE(all_close(c, ref_mm(a, b), kGemmRtol, kGemmAtol, "beta 0"));
+}
+
+TEST(Gemm, HeadResultsEqualPerHeadProducts) {
+  torch::manual_seed(3);
+  const int64_t B = 2, T = 5, H = 3, Dh = 4, D = 7;
+  torch::Tensor z = torch::randn({B, H, T, Dh}).permute({0, 2, 1, 3});  // [B, T, H, Dh] as attention makes it
+  torch::Tensor W_O = torch::randn({H, Dh, D});
+  torch::Tensor ref = torch::einsum("bthk,hkd->bthd", {z.to(torch::kDouble), W_O.to(torch::kDouble)});
+  EXPECT_TRUE(all_close(gemm::head_results(z, W_O), ref, kGemmRtol, kGemmAtol, "head_results"));
+}
+
+TEST(Gemm, GradientsStillFlowWhenAutogradNeedsThem) {
+  torch::manual_seed(4);
+  torch::Tensor x = torch::randn({6, 5}, torch::requires_grad()), w = torch::randn({5, 4}, torch::requires_grad());
+  torch::Tensor b = torch::randn({4}, torch::requires_grad());
+  gemm::linear(x, w, b).sum().backward();
+  ASSERT_TRUE(x.grad().defined() && w.grad().defined() && b.grad().defined());
+  EXPECT_TRUE(all_close(w.grad(), x.detach().sum(0, true).t().expand({5, 4}), kGemmRtol, kGemmAtol, "dW"));
+  EXPECT_TRUE(all_close(b.grad(), torch::full({4}, 6.0), kGemmRtol, kGemmAtol, "db"));
+}
+
+TEST(Gemm, BackendIsReported) {
+  const std::string b = gemm::backend();
+  EXPECT_TRUE(b == "dnnl" || b == "torch") << b;
+}
+
+}  // namespace
+}  // namespace circuitlab::models
