@@ -31,12 +31,13 @@ int64_t sample_token(const torch::Tensor& logits, const SamplingParams& p, uint6
   const double* probs = probs_t.data_ptr<double>();
   std::vector<int64_t> order(V);
   std::iota(order.begin(), order.end(), 0);
-  // By probability, ties by id: deterministic across platforms. With top-k only the first k
-  // need ordering (partial sort: O(V log k), not a sort of the whole vocabulary per token).
+  // Truncation needs the tokens by probability, ties by id (deterministic across platforms):
+  // top-k orders only the first k (O(V log k)), top-p alone the whole vocabulary; sampling
+  // from the full distribution walks the ids in order and sorts nothing.
   auto before = [&](int64_t a, int64_t b) { return probs[a] != probs[b] ? probs[a] > probs[b] : a < b; };
   int64_t keep = V;
   if (p.top_k > 0) keep = std::min<int64_t>(keep, p.top_k);
-  std::partial_sort(order.begin(), order.begin() + keep, order.end(), before);
+  if (keep < V || p.top_p < 1.0) std::partial_sort(order.begin(), order.begin() + keep, order.end(), before);
   if (p.top_p < 1.0) {
     double cum = 0;
     for (int64_t i = 0; i < keep; ++i) {
