@@ -74,6 +74,33 @@ void BM_TrainStepAutograd(benchmark::State& state, const std::string& preset) { 
 BENCHMARK_CAPTURE(BM_TrainStep, attn2l, std::string("attn2l"))->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
 BENCHMARK_CAPTURE(BM_TrainStepAutograd, attn2l, std::string("attn2l"))->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
 
+// Where the trainer's step goes: range(0) 0 = FastAttnOnly forward + backward only,
+// 1 = clip_grad_norm_ + AdamW step only (on the gradients of one real step).
+void BM_TrainStepPiece(benchmark::State& state) {
+  at::set_num_threads(threads());
+  auto cfg = train::train_config_from_json(train::load_preset_json("attn2l"), "attn2l");
+  torch::manual_seed(0);
+  models::HookedTransformer model(cfg.model);
+  auto params = train::named_trainable_params(model, false);
+  std::vector<torch::Tensor> pt;
+  for (auto& p : params) pt.push_back(p.param);
+  auto opt = train::make_adamw(params, {cfg.lr, cfg.weight_decay, cfg.beta1, cfg.beta2, cfg.adam_eps, false});
+  const int64_t B = cfg.batch_size, T = cfg.model.n_ctx, V = cfg.model.d_vocab;
+  auto tokens = torch::randint(V, {B, T + 1}, torch::kInt64);  // [B, T+1]
+  auto x = tokens.slice(1, 0, T), y = tokens.slice(1, 1, T + 1);
+  train::FastAttnOnly fast(model);
+  fast.forward_backward(x, y, 1.0);
+  for (auto _ : state) {
+    if (state.range(0) == 0) {
+      benchmark::DoNotOptimize(fast.forward_backward(x, y, 1e-9));
+    } else {
+      torch::nn::utils::clip_grad_norm_(pt, cfg.grad_clip);
+      opt->step();
+    }
+  }
+}
+BENCHMARK(BM_TrainStepPiece)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+
 // Square sgemm through LibTorch (the BLAS the training matmuls use).
 void BM_Sgemm(benchmark::State& state) {
   at::set_num_threads(threads());
