@@ -8,6 +8,9 @@
 #include <cstdlib>
 
 #include <torch/torch.h>
+#if __has_include(<dnnl.h>)
+#include <dnnl.h>
+#endif
 
 #include "models/hooked_transformer.h"
 #include "train/fast_attn_only.h"
@@ -114,6 +117,22 @@ void BM_Sgemm(benchmark::State& state) {
   state.counters["threads"] = threads();
 }
 BENCHMARK(BM_Sgemm)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
+
+#if __has_include(<dnnl.h>)
+// Square sgemm through oneDNN (the library the fast training path's GEMMs use).
+void BM_SgemmDnnl(benchmark::State& state) {
+  at::set_num_threads(threads());
+  const int64_t n = state.range(0);
+  auto a = torch::randn({n, n}), b = torch::randn({n, n}), c = torch::empty({n, n});
+  for (auto _ : state) {
+    dnnl_sgemm('N', 'N', n, n, n, 1.0f, a.data_ptr<float>(), n, b.data_ptr<float>(), n, 0.0f, c.data_ptr<float>(), n);
+    benchmark::DoNotOptimize(c.data_ptr<float>());
+  }
+  state.counters["flops"] = benchmark::Counter(2.0 * n * n * n * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["threads"] = threads();
+}
+BENCHMARK(BM_SgemmDnnl)->Arg(1024)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
+#endif
 
 }  // namespace
 

@@ -76,9 +76,10 @@ def step():
 for _ in range(3):
     step()
 for r in range(reps):
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < min_time:
         step()
         n += 1
-    dt = time.perf_counter() - t0
-    print(json.dumps({"rep": r, "steps": n, "seconds": dt, "tokens_per_s": n * B * T / dt, "threads": threads}), flush=True)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"rep": r, "steps": n, "seconds": dt, "cpu_seconds": cpu, "tokens_per_s": n * B * T / dt,
+                      "threads": threads}), flush=True)
