@@ -1,6 +1,7 @@
 // LayerNorm folding and the embedding Gram matrices (see circuit_weights.h for the choices).
 #include "analysis/circuit_weights.h"
 
+#include "analysis/batched_gram.h"
 #include "data/error.h"
 
 namespace circuitlab::analysis {
@@ -77,7 +78,8 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
   torch::NoGradGuard ng;
   const auto f64 = torch::kFloat64;
 
-  torch::Tensor W_E = get(sd, "embed.W_E", {w.V, w.D}).to(f64);  // [V, D]
+  // [V, D] in big_dtype only (a V×D double copy costs more than the float GEMMs it feeds).
+  torch::Tensor W_E = get(sd, "embed.W_E", {w.V, w.D}).to(opts.big_dtype);
   w.tied = !has(sd, "unembed.W_U");
   if (w.tied && !cfg.tied_unembed && cfg.family != "gpt2")
     fail("model weights: tensor 'unembed.W_U' is missing (and the config does not tie it to W_E)");
@@ -98,8 +100,8 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
     Mat R = Mat::Identity(w.D, w.D);
     if (fold) R = P * to_eigen(wf).asDiagonal();
     w.unembed_left = R;
-    w.W_E_raw = W_E.to(opts.big_dtype);
-    w.b_U = b_U + torch::matmul(bf, W_E.t());
+    w.W_E_raw = W_E;
+    w.b_U = b_U + torch::matmul(bf.to(W_E.scalar_type()), W_E.t()).to(f64);
   } else {
     torch::Tensor W_U = get(sd, "unembed.W_U", {w.D, w.V_out}).to(f64);  // [D, V_out]
     w.b_U = b_U + torch::matmul(bf, W_U);
@@ -109,8 +111,10 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
   }
   if (w.tied && opts.center_unembed) w.b_U = w.b_U - w.b_U.mean();
   if (!w.tied && opts.center_unembed) w.b_U = w.b_U - w.b_U.mean();
-  w.W_E = (centre_w ? centre(W_E, 1) : W_E).to(opts.big_dtype);
+  // Centred with the row means accumulated in double.
+  w.W_E = centre_w ? W_E - W_E.mean(1, /*keepdim=*/true, f64).to(W_E.scalar_type()) : W_E;
 
+  std::vector<torch::Tensor> sq, sk, sv, so;
   for (int l = 0; l < w.L; ++l) {
     const std::string pre = "blocks." + std::to_string(l) + ".";
     torch::Tensor w1 = fold ? get(sd, pre + "ln1.w", {w.D}).to(f64) : torch::ones({w.D}, f64);
@@ -126,6 +130,10 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
     Wk = read(Wk);
     Wv = read(Wv);
     if (centre_w) Wo = centre(Wo, 2);
+    sq.push_back(Wq);
+    sk.push_back(Wk);
+    sv.push_back(Wv);
+    so.push_back(Wo);
     for (int h = 0; h < w.H; ++h) {
       w.W_Q.push_back(to_eigen(Wq[h]));
       w.W_K.push_back(to_eigen(Wk[h]));
@@ -133,25 +141,66 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
       w.W_O.push_back(to_eigen(Wo[h]));
     }
   }
+  if (w.L > 0) {
+    w.stacked.Q = torch::cat(sq, 0).contiguous();
+    w.stacked.K = torch::cat(sk, 0).contiguous();
+    w.stacked.V = torch::cat(sv, 0).contiguous();
+    w.stacked.O = torch::cat(so, 0).contiguous();
+    w.stacked = stack_heads(w);  // adds the Dh×Dh Grams
+  }
   return w;
+}
+
+StackedHeads stack_heads(const CircuitWeights& w) {
+  torch::NoGradGuard ng;
+  if (w.stacked.S_O.defined()) return w.stacked;
+  StackedHeads s = w.stacked;
+  auto grams = [](StackedHeads& t) {
+    t.S_Q = torch::bmm(t.Q.transpose(1, 2), t.Q);
+    t.S_K = torch::bmm(t.K.transpose(1, 2), t.K);
+    t.S_V = torch::bmm(t.V.transpose(1, 2), t.V);
+    t.S_O = torch::bmm(t.O, t.O.transpose(1, 2));
+  };
+  if (s.Q.defined()) {
+    grams(s);
+    return s;
+  }
+  const int64_t N = static_cast<int64_t>(w.W_Q.size());
+  const auto opt = torch::TensorOptions().dtype(torch::kFloat64);
+  s.Q = torch::empty({N, w.D, w.Dh}, opt);
+  s.K = torch::empty({N, w.D, w.Dh}, opt);
+  s.V = torch::empty({N, w.D, w.Dh}, opt);
+  s.O = torch::empty({N, w.Dh, w.D}, opt);
+  for (int64_t i = 0; i < N; ++i) {
+    // Row-major [rows, cols] maps of each slice; Eigen copies across the storage orders.
+    auto put = [&](const torch::Tensor& dst, const Mat& m) {
+      Eigen::Map<RowMajorMat>(dst[i].data_ptr<double>(), m.rows(), m.cols()) = m;
+    };
+    put(s.Q, w.W_Q[i]);
+    put(s.K, w.W_K[i]);
+    put(s.V, w.W_V[i]);
+    put(s.O, w.W_O[i]);
+  }
+  grams(s);
+  return s;
 }
 
 EmbedGrams embed_grams(const CircuitWeights& w) {
   torch::NoGradGuard ng;
   EmbedGrams g;
   if (!w.tied) {
-    g.qk = to_eigen(torch::matmul(w.W_E.t(), w.W_E));  // [D, D]
+    g.qk = to_eigen(gram_tn(w.W_E));                   // [D, D]
     g.ov = to_eigen(torch::matmul(w.W_U, w.W_E));      // [D, D]
     return g;
   }
   // Tied: one Gram K = W_rawᵀ·W_raw. W_E' = W_raw·P (P = I without LN/centring), so
   // qk = P·K·P; W_U' = R·W_rawᵀ·C, so ov = R·W_rawᵀ·C·W_raw·P = R·(K − V·μμᵀ)·P, μ = mean row.
-  Mat K = to_eigen(torch::matmul(w.W_E_raw.t(), w.W_E_raw));
+  Mat K = to_eigen(gram_tn(w.W_E_raw));
   Mat P = Mat::Identity(w.D, w.D);
   if (w.cfg.has_ln() && w.opts.center_writing) P.array() -= 1.0 / w.D;
   Mat Kc = K;
   if (w.opts.center_unembed) {
-    Mat mu = to_eigen(w.W_E_raw.to(torch::kFloat64).mean(0));  // [D, 1]
+    Mat mu = to_eigen(w.W_E_raw.mean(0, /*keepdim=*/false, torch::kFloat64));  // [D, 1]
     Kc -= static_cast<double>(w.V) * mu * mu.transpose();
   }
   g.qk = P * K * P;

@@ -29,9 +29,18 @@ struct FoldOptions {
   bool fold_ln = true;          // only when the model has LN
   bool center_writing = true;   // only when the model has LN
   bool center_unembed = true;
-  // dtype of the V-sized GEMMs (Gram matrices of W_E / W_U); the D×D and smaller work is
-  // always double. kFloat64 for tests and toys; kFloat32 halves the GPT-2-sized cost.
+  // dtype of the large GEMMs: the V-sized ones (Gram matrices of W_E / W_U) and the batched
+  // D×D×(L·H·Dh) products behind the positivity cores and composition Grams. Eigen solves,
+  // norms, QR-free Dh×Dh cores and all sums stay double. kFloat64 for tests and toys;
+  // kFloat32 halves the GPT-2-sized cost (analyze's "auto" picks it above 2e9 V·D² flops).
   torch::Dtype big_dtype = torch::kFloat64;
+};
+
+// The per-head factors stacked for batched GEMMs, float64: Q, K, V [L*H, D, Dh], O [L*H, Dh, D],
+// and their Dh×Dh Grams S_Q = W_QᵀW_Q, S_K, S_V likewise, S_O = W_O·W_Oᵀ [L*H, Dh, Dh].
+struct StackedHeads {
+  torch::Tensor Q, K, V, O;
+  torch::Tensor S_Q, S_K, S_V, S_O;
 };
 
 struct CircuitWeights {
@@ -46,6 +55,7 @@ struct CircuitWeights {
   torch::Tensor W_E_raw;   // [V, D] tied only, big_dtype
   std::vector<Mat> W_Q, W_K, W_V;  // [L*H] of [D, Dh], folded
   std::vector<Mat> W_O;            // [L*H] of [Dh, D], centred
+  StackedHeads stacked;            // the same factors stacked (fold_circuit_weights fills it)
 
   int idx(int layer, int head) const { return layer * H + head; }
   FactoredMatrix OV(int layer, int head) const;  // W_V·W_O   [D, D], rank Dh
@@ -53,6 +63,9 @@ struct CircuitWeights {
   torch::Tensor W_U_folded() const;              // [D, V_out] (materialised when tied)
   std::string folding_statement() const;         // one paragraph for analysis.json
 };
+
+// w.stacked when filled, else built from the per-head matrices (hand-made CircuitWeights).
+StackedHeads stack_heads(const CircuitWeights& w);
 
 // sd: TransformerLens state-dict names (embed.W_E, blocks.{l}.attn.W_Q, blocks.{l}.ln1.w,
 // ln_final.w, unembed.W_U, ...). Error naming the missing tensor / wrong shape.
@@ -62,7 +75,7 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg,
 // The two D×D Gram matrices behind every full-vocabulary circuit (double):
 //   qk = W_E'ᵀ·W_E'  (token-token QK and K-composition circuits)
 //   ov = W_U'·W_E'   (full OV circuits)
-// One V×D×D GEMM each (one in all for tied models).
+// One V×D×D GEMM each (one in all for tied models); symmetric ones through gram_tn.
 struct EmbedGrams {
   Mat qk;  // [D, D]
   Mat ov;  // [D, D]

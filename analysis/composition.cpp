@@ -1,7 +1,10 @@
 // Composition scores through Gram inner products (see composition.h).
 #include "analysis/composition.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "analysis/batched_gram.h"
 
 namespace circuitlab::analysis {
 
@@ -16,17 +19,6 @@ double composition_score_pair(const CircuitWeights& w, CompKind kind, int l1, in
   return composition_score(left, right);
 }
 
-namespace {
-
-// R factor of a thin QR of X [n, m] (n ≥ m): X = Q·R, R [m, m]; XᵀX = RᵀR.
-Mat r_factor(const Mat& X) {
-  Eigen::HouseholderQR<Mat> qr(X);
-  const Eigen::Index k = std::min(X.rows(), X.cols());
-  return qr.matrixQR().topRows(k).triangularView<Eigen::Upper>();
-}
-
-}  // namespace
-
 CompositionScores composition_scores(const CircuitWeights& w, torch::Dtype dtype) {
   torch::NoGradGuard ng;
   CompositionScores out;
@@ -37,60 +29,47 @@ CompositionScores composition_scores(const CircuitWeights& w, torch::Dtype dtype
   out.k.assign(n, 0.0);
   out.v.assign(n, 0.0);
   if (w.L < 2) return out;
-  const int D = w.D, H = w.H;
+  const int H = w.H;
+  const int64_t NL = static_cast<int64_t>(w.L - 1) * H;  // heads that can be a left (earlier) factor
+  StackedHeads s = stack_heads(w);
 
-  // Left (OV^{h1} = W_V·W_O): W_V = Q·R ⇒ ‖OV·X‖ = ‖(R·W_O)·X‖; M = R·W_O [Dh, D].
-  // Right (X = c·d): dᵀ = Q·R ⇒ ‖Y·X‖ = ‖Y·(c·Rᵀ)‖; N = c·Rᵀ [D, Dh].
-  //   q: X = W_Q·W_Kᵀ (c = W_Q, dᵀ = W_K); k: X = W_K·W_Qᵀ; v: X = W_V·W_O (dᵀ = W_Oᵀ).
-  // Score² = ‖M·N‖² / (‖M‖²‖N‖²) and ‖M·N‖² = ⟨MᵀM, N·Nᵀ⟩ (D×D Grams, flattened).
-  auto stack_grams = [&](const std::vector<Mat>& factors, bool left) {
-    // factors: each [Dh, D] (left) or [D, Dh] (right) -> Grams [n, D*D] in dtype, norms² [n]
-    const int64_t m = static_cast<int64_t>(factors.size());
-    const int64_t dh = left ? factors[0].rows() : factors[0].cols();
-    torch::Tensor f = torch::empty({m, dh, D}, torch::kFloat64);  // stored as [Dh, D] either way
-    for (int64_t i = 0; i < m; ++i) f[i].copy_(to_torch(left ? factors[i] : Mat(factors[i].transpose())));
-    f = f.to(dtype);
-    torch::Tensor gram = torch::bmm(f.transpose(1, 2), f);  // [m, D, D]
-    return gram.reshape({m, static_cast<int64_t>(D) * D});
-  };
+  // Score² = ‖X·Y‖² / (‖X‖²‖Y‖²) and ‖X·Y‖² = ⟨XᵀX, Y·Yᵀ⟩ (D×D, symmetric), exact. With the
+  // Dh×Dh Grams S_V = W_VᵀW_V, S_O = W_O·W_Oᵀ, S_Q = W_QᵀW_Q, S_K = W_KᵀW_K (double):
+  //   left  X = OV^{h1} = W_V·W_O:          XᵀX = W_Oᵀ·S_V·W_O
+  //   right Y = QK^{h2} = W_Q·W_Kᵀ (q):     Y·Yᵀ = W_Q·S_K·W_Qᵀ
+  //         Y = (QK^{h2})ᵀ = W_K·W_Qᵀ (k):  Y·Yᵀ = W_K·S_Q·W_Kᵀ
+  //         Y = OV^{h2} = W_V·W_O (v):      Y·Yᵀ = W_V·S_O·W_Vᵀ
+  // and ‖X‖² = ⟨S_V, S_O⟩, ‖Y‖² = ⟨S_Q, S_K⟩ or ⟨S_V, S_O⟩. Each D×D product is formed once per
+  // head (packed_sym_products: one bmm over the stack, dtype), and all inner products of one
+  // later layer with every earlier head are one GEMM [l2·H, D²]·[D², 3H].
+  const torch::Tensor &S_Q = s.S_Q, &S_K = s.S_K, &S_V = s.S_V, &S_O = s.S_O;  // [N, Dh, Dh]
+  auto inner = [](const torch::Tensor& a, const torch::Tensor& b) { return (a * b).sum({1, 2}); };
+  torch::Tensor n_ov = inner(S_V, S_O), n_qk = inner(S_Q, S_K);  // [N] squared norms, double
+  const double* nov = n_ov.data_ptr<double>();
+  const double* nqk = n_qk.data_ptr<double>();
 
-  std::vector<Mat> M(w.L * H), Nq(w.L * H), Nk(w.L * H), Nv(w.L * H);
-  std::vector<double> nM(w.L * H), nq(w.L * H), nk(w.L * H), nv(w.L * H);
-  for (int l = 0; l < w.L; ++l)
-    for (int h = 0; h < H; ++h) {
-      const int i = w.idx(l, h);
-      if (l < w.L - 1) {
-        M[i] = r_factor(w.W_V[i]) * w.W_O[i];
-        nM[i] = M[i].squaredNorm();
-      }
-      if (l > 0) {
-        Nq[i] = w.W_Q[i] * r_factor(w.W_K[i]).transpose();
-        Nk[i] = w.W_K[i] * r_factor(w.W_Q[i]).transpose();
-        Nv[i] = w.W_V[i] * r_factor(w.W_O[i].transpose()).transpose();
-        nq[i] = Nq[i].squaredNorm();
-        nk[i] = Nk[i].squaredNorm();
-        nv[i] = Nv[i].squaredNorm();
-      }
-    }
-  std::vector<Mat> leftM(M.begin(), M.begin() + (w.L - 1) * H);
-  torch::Tensor GL = stack_grams(leftM, true);  // [(L-1)*H, D*D]
+  // Row factors [n, Dh, D] whose AᵀB is the symmetric D×D product.
+  torch::Tensor Ot = s.O.narrow(0, 0, NL);                                  // W_O      [NL, Dh, D]
+  torch::Tensor SVO = torch::bmm(S_V.narrow(0, 0, NL), Ot);                  // S_V·W_O  [NL, Dh, D]
+  torch::Tensor GL = packed_sym_products(Ot.to(dtype), SVO.to(dtype), 2.0);  // [NL, P]
   for (int l2 = 1; l2 < w.L; ++l2) {
-    std::vector<Mat> right;
-    for (const auto* src : {&Nq, &Nk, &Nv})
-      for (int h = 0; h < H; ++h) right.push_back((*src)[w.idx(l2, h)]);
-    torch::Tensor GR = stack_grams(right, false);                            // [3H, D*D]
-    torch::Tensor ip = torch::matmul(GL.narrow(0, 0, l2 * H), GR.t()).to(torch::kFloat64).contiguous();  // [l2*H, 3H]
+    auto later = [&](const torch::Tensor& t) { return t.narrow(0, static_cast<int64_t>(l2) * H, H); };
+    torch::Tensor Qt = later(s.Q).transpose(1, 2), Kt = later(s.K).transpose(1, 2), Vt = later(s.V).transpose(1, 2);
+    torch::Tensor A = torch::cat({Qt, Kt, Vt}, 0);                                                   // [3H, Dh, D]
+    torch::Tensor B = torch::cat({torch::bmm(later(S_K), Qt), torch::bmm(later(S_Q), Kt), torch::bmm(later(S_O), Vt)}, 0);
+    torch::Tensor GR = packed_sym_products(A.to(dtype), B.to(dtype), 1.0);                           // [3H, P]
+    torch::Tensor ip = torch::mm(GL.narrow(0, 0, static_cast<int64_t>(l2) * H), GR.t()).to(torch::kFloat64).contiguous();  // [l2·H, 3H]
     const double* p = ip.data_ptr<double>();
     for (int j1 = 0; j1 < l2 * H; ++j1)
       for (int kind = 0; kind < 3; ++kind)
         for (int h2 = 0; h2 < H; ++h2) {
           const int i2 = w.idx(l2, h2);
-          const double nr = kind == 0 ? nq[i2] : kind == 1 ? nk[i2] : nv[i2];
-          const double denom = nM[j1] * nr;
+          const double nr = kind == 2 ? nov[i2] : nqk[i2];
+          const double denom = nov[j1] * nr;
           const double val = p[static_cast<size_t>(j1) * 3 * H + kind * H + h2];
-          const double s = denom > 0 ? std::sqrt(std::max(0.0, val) / denom) : 0.0;
+          const double sc = denom > 0 ? std::sqrt(std::max(0.0, val) / denom) : 0.0;
           auto& dst = kind == 0 ? out.q : kind == 1 ? out.k : out.v;
-          dst[out.index(j1 / H, j1 % H, l2, h2)] = s;
+          dst[out.index(j1 / H, j1 % H, l2, h2)] = sc;
         }
   }
   return out;

@@ -19,8 +19,10 @@ struct CompositionScores {
   double at(CompKind kind, int l1, int h1, int l2, int h2) const;
 };
 
-// Fast path: per head a Dh×D "collapsed" factor (thin QR), D×D Grams of those, and one GEMM
-// of Gram inner products per later layer (‖L·R‖² = ⟨LᵀL, R·Rᵀ⟩). dtype: the Grams' precision.
+// Fast path, exact: ‖L·R‖² = ⟨LᵀL, R·Rᵀ⟩ with each head's D×D product LᵀL = W_Oᵀ·(W_VᵀW_V)·W_O
+// (and likewise for R·Rᵀ) formed once from its Dh×Dh Gram core, packed as upper column blocks
+// (symmetric), and one GEMM of inner products per later layer. No QR, no cyclic shortcut.
+// dtype: precision of the D×D products and the inner-product GEMM (norms and Dh×Dh cores double).
 CompositionScores composition_scores(const CircuitWeights& w, torch::Dtype dtype = torch::kFloat64);
 
 // One pair, straight from FactoredMatrix (the definition; also the tests' middle reference).
