@@ -22,7 +22,7 @@ namespace circuitlab::train {
 using torch::Tensor;
 
 namespace {
-// Rows of the logits chunk: 128 rows × V 2048 × 4 bytes = 1 MiB, resident in a 2 MiB L2.
+// Rows of the logits chunk per thread: 128 rows × V 2048 × 4 bytes = 1 MiB, resident in a 2 MiB L2.
 constexpr int64_t kChunkBytes = 1 << 20;
 
 // A matrix view as a row-major operand: 'N' with leading dimension stride(-2), or 'T' (its
@@ -138,7 +138,9 @@ struct FastAttnOnly::Impl {
     qkv_flat = torch::empty({N, 3 * HD}, o);
     scores = torch::empty({b * H, T, T}, o);
     causal = torch::ones({T, T}, o.dtype(torch::kBool)).triu(1);
-    const int64_t chunk = std::max<int64_t>(16, std::min<int64_t>(N, kChunkBytes / (V_out * W_E.element_size())));
+    // One L2-sized block of rows per thread (each core has its own L2).
+    const int64_t per_thread = kChunkBytes / (V_out * W_E.element_size());
+    const int64_t chunk = std::max<int64_t>(16, std::min<int64_t>(N, per_thread * std::max(1, at::get_num_threads())));
     logits = torch::empty({chunk, V_out}, o);
     dresid = torch::empty({N, D}, o);
     dtmp = torch::empty({N, D}, o);
@@ -348,12 +350,16 @@ double FastAttnOnly::forward_backward(const Tensor& x_in, const Tensor& y_in, do
       scalar_t* gb = I.bias ? I.gb_U.data_ptr<scalar_t>() : nullptr;
       const scalar_t gs = static_cast<scalar_t>(g);
       const int64_t Vo = I.V_out;
-      for (int64_t i = 0; i < n; ++i) {
-        scalar_t* row = p + i * Vo;
-        for (int64_t j = 0; j < Vo; ++j) row[j] *= gs;
-        if (gb)
-          for (int64_t j = 0; j < Vo; ++j) gb[j] += row[j];
-      }
+      // Threads split the columns, so every b_U entry sums its rows in the same order
+      // whatever the thread count.
+      at::parallel_for(0, Vo, 256, [&](int64_t j0, int64_t j1) {
+        for (int64_t i = 0; i < n; ++i) {
+          scalar_t* row = p + i * Vo;
+          for (int64_t j = j0; j < j1; ++j) row[j] *= gs;
+          if (gb)
+            for (int64_t j = j0; j < j1; ++j) gb[j] += row[j];
+        }
+      });
     });
     gemm(xc.t(), lg, I.gW_U, 1.0, 1.0);  // gW_U += xcᵀ · dlogits
     Tensor dxc = I.dresid.slice(0, r0, r0 + n);
