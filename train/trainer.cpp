@@ -331,6 +331,7 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opt) {
                         {"elapsed_s", elapsed_before + seconds_since(session_start)},
                         {"world_size", world},
                         {"device", opt.device},
+                        {"train_path", fast ? "fast_attn_only" : "autograd"},
                         {"threads", opt.threads}};
     write_file_atomic(out + "/summary.json", s.dump(2) + "\n");
   }
