@@ -31,21 +31,29 @@ int64_t sample_token(const torch::Tensor& logits, const SamplingParams& p, uint6
   const double* probs = probs_t.data_ptr<double>();
   std::vector<int64_t> order(V);
   std::iota(order.begin(), order.end(), 0);
-  // Truncation needs the tokens by probability, ties by id (deterministic across platforms):
-  // top-k orders only the first k (O(V log k)), top-p alone the whole vocabulary; sampling
-  // from the full distribution walks the ids in order and sorts nothing.
+  // Truncation needs the tokens by probability, ties by id (deterministic across platforms).
+  // Only the head of that order is ever needed: it is sorted in growing blocks (each a partial
+  // sort of the rest, O(V log k)) until top-k or top-p is reached. Sampling from the full
+  // distribution walks the ids in order and sorts nothing.
   auto before = [&](int64_t a, int64_t b) { return probs[a] != probs[b] ? probs[a] > probs[b] : a < b; };
   int64_t keep = V;
   if (p.top_k > 0) keep = std::min<int64_t>(keep, p.top_k);
-  if (keep < V || p.top_p < 1.0) std::partial_sort(order.begin(), order.begin() + keep, order.end(), before);
-  if (p.top_p < 1.0) {
+  if (keep < V || p.top_p < 1.0) {
+    int64_t sorted = 0;
     double cum = 0;
-    for (int64_t i = 0; i < keep; ++i) {
-      cum += probs[order[i]];
-      if (cum >= p.top_p) {
-        keep = i + 1;
-        break;
+    for (int64_t block = 256; sorted < keep; block *= 4) {
+      const int64_t upto = std::min(keep, sorted + block);
+      std::partial_sort(order.begin() + sorted, order.begin() + upto, order.end(), before);
+      if (p.top_p < 1.0) {
+        for (int64_t i = sorted; i < upto; ++i) {
+          cum += probs[order[i]];
+          if (cum >= p.top_p) {
+            keep = i + 1;
+            break;
+          }
+        }
       }
+      sorted = upto;
     }
   }
   double total = 0;
