@@ -32,28 +32,36 @@ torch::Tensor gram_tn(const torch::Tensor& X, int blocks) {
   return out;
 }
 
-torch::Tensor packed_sym_products(const torch::Tensor& A, const torch::Tensor& B, double offdiag_scale, int blocks) {
+PackedSym packed_sym_products(const torch::Tensor& A, const torch::Tensor& B, double offdiag_scale, int blocks) {
   TORCH_CHECK(A.dim() == 3 && A.sizes() == B.sizes(), "packed_sym_products: expected two [n, r, C] stacks of one shape, got ",
               A.sizes(), " and ", B.sizes());
-  const int64_t n = A.size(0), C = A.size(2);
-  if (blocks <= 1) return torch::bmm(A.transpose(1, 2), B).reshape({n, C * C});  // one block: AᵀB itself
-  const auto bl = column_blocks(C, blocks);
-  int64_t P = 0;
-  for (size_t a = 0; a < bl.size(); ++a)
-    for (size_t b = a; b < bl.size(); ++b) P += bl[a].second * bl[b].second;
-  torch::Tensor out = torch::empty({n, P}, A.options());  // [n, P]
-  int64_t off = 0;
-  for (size_t a = 0; a < bl.size(); ++a) {
-    torch::Tensor At = A.narrow(2, bl[a].first, bl[a].second).transpose(1, 2);  // [n, |a|, r]
-    for (size_t b = a; b < bl.size(); ++b) {
-      const int64_t sz = bl[a].second * bl[b].second;
-      torch::Tensor blk = torch::bmm(At, B.narrow(2, bl[b].first, bl[b].second));  // [n, |a|, |b|]
-      if (b != a && offdiag_scale != 1.0) blk.mul_(offdiag_scale);
-      out.narrow(1, off, sz).copy_(blk.reshape({n, sz}));
-      off += sz;
-    }
+  const int64_t n = A.size(0);
+  const auto bl = column_blocks(A.size(2), blocks);
+  // Contiguous copies of the column blocks (small: n·r·C), so every bmm reads dense operands.
+  std::vector<torch::Tensor> Ab, Bb;
+  for (const auto& c : bl) {
+    Ab.push_back(A.narrow(2, c.first, c.second).transpose(1, 2).contiguous());  // [n, |a|, r]
+    Bb.push_back(B.narrow(2, c.first, c.second).contiguous());                  // [n, r, |b|]
   }
+  PackedSym out;
+  for (size_t a = 0; a < bl.size(); ++a)
+    for (size_t b = a; b < bl.size(); ++b) {
+      torch::Tensor blk = torch::bmm(Ab[a], Bb[b]);  // [n, |a|, |b|]
+      if (b != a && offdiag_scale != 1.0) blk.mul_(offdiag_scale);
+      out.push_back(blk.view({n, bl[a].second * bl[b].second}));
+    }
   return out;
+}
+
+torch::Tensor packed_inner(const PackedSym& left, int64_t rows, const PackedSym& right) {
+  TORCH_CHECK(left.size() == right.size() && !left.empty(), "packed_inner: block lists differ (", left.size(), " vs ",
+              right.size(), ")");
+  torch::Tensor acc;
+  for (size_t k = 0; k < left.size(); ++k) {
+    torch::Tensor t = torch::mm(left[k].narrow(0, 0, rows), right[k].t());  // [rows, m]
+    acc = k == 0 ? t.to(torch::kFloat64) : acc.add_(t);
+  }
+  return acc;
 }
 
 }  // namespace circuitlab::analysis

@@ -111,8 +111,7 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
   }
   if (w.tied && opts.center_unembed) w.b_U = w.b_U - w.b_U.mean();
   if (!w.tied && opts.center_unembed) w.b_U = w.b_U - w.b_U.mean();
-  // Centred with the row means accumulated in double.
-  w.W_E = centre_w ? W_E - W_E.mean(1, /*keepdim=*/true, f64).to(W_E.scalar_type()) : W_E;
+  w.W_E = centre_w ? centre(W_E, 1) : W_E;  // in big_dtype (torch's mean sums pairwise)
 
   std::vector<torch::Tensor> sq, sk, sv, so;
   for (int l = 0; l < w.L; ++l) {
@@ -200,7 +199,10 @@ EmbedGrams embed_grams(const CircuitWeights& w) {
   if (w.cfg.has_ln() && w.opts.center_writing) P.array() -= 1.0 / w.D;
   Mat Kc = K;
   if (w.opts.center_unembed) {
-    Mat mu = to_eigen(w.W_E_raw.mean(0, /*keepdim=*/false, torch::kFloat64));  // [D, 1]
+    // Mean row [D, 1], summed in double a block of rows at a time (no V×D double copy).
+    torch::Tensor sum = torch::zeros({w.D}, torch::TensorOptions().dtype(torch::kFloat64));
+    for (const auto& rows : w.W_E_raw.split(8192, 0)) sum += rows.to(torch::kFloat64).sum(0);
+    Mat mu = to_eigen(sum / static_cast<double>(w.V));
     Kc -= static_cast<double>(w.V) * mu * mu.transpose();
   }
   g.qk = P * K * P;

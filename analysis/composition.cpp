@@ -40,8 +40,9 @@ CompositionScores composition_scores(const CircuitWeights& w, torch::Dtype dtype
   //         Y = (QK^{h2})ᵀ = W_K·W_Qᵀ (k):  Y·Yᵀ = W_K·S_Q·W_Kᵀ
   //         Y = OV^{h2} = W_V·W_O (v):      Y·Yᵀ = W_V·S_O·W_Vᵀ
   // and ‖X‖² = ⟨S_V, S_O⟩, ‖Y‖² = ⟨S_Q, S_K⟩ or ⟨S_V, S_O⟩. Each D×D product is formed once per
-  // head (packed_sym_products: one bmm over the stack, dtype), and all inner products of one
-  // later layer with every earlier head are one GEMM [l2·H, D²]·[D², 3H].
+  // head as its upper column blocks (packed_sym_products: b(b+1)/2 of b² blocks, one bmm each,
+  // dtype), and the inner products of one later layer with every earlier head are one GEMM
+  // per block pair, [l2·H, |a|·|b|]·[|a|·|b|, 3H].
   const torch::Tensor &S_Q = s.S_Q, &S_K = s.S_K, &S_V = s.S_V, &S_O = s.S_O;  // [N, Dh, Dh]
   auto inner = [](const torch::Tensor& a, const torch::Tensor& b) { return (a * b).sum({1, 2}); };
   torch::Tensor n_ov = inner(S_V, S_O), n_qk = inner(S_Q, S_K);  // [N] squared norms, double
@@ -51,14 +52,14 @@ CompositionScores composition_scores(const CircuitWeights& w, torch::Dtype dtype
   // Row factors [n, Dh, D] whose AᵀB is the symmetric D×D product.
   torch::Tensor Ot = s.O.narrow(0, 0, NL);                                  // W_O      [NL, Dh, D]
   torch::Tensor SVO = torch::bmm(S_V.narrow(0, 0, NL), Ot);                  // S_V·W_O  [NL, Dh, D]
-  torch::Tensor GL = packed_sym_products(Ot.to(dtype), SVO.to(dtype), 2.0);  // [NL, P]
+  PackedSym GL = packed_sym_products(Ot.to(dtype), SVO.to(dtype), 2.0);  // block pairs of [NL, |a|·|b|]
   for (int l2 = 1; l2 < w.L; ++l2) {
     auto later = [&](const torch::Tensor& t) { return t.narrow(0, static_cast<int64_t>(l2) * H, H); };
     torch::Tensor Qt = later(s.Q).transpose(1, 2), Kt = later(s.K).transpose(1, 2), Vt = later(s.V).transpose(1, 2);
     torch::Tensor A = torch::cat({Qt, Kt, Vt}, 0);                                                   // [3H, Dh, D]
     torch::Tensor B = torch::cat({torch::bmm(later(S_K), Qt), torch::bmm(later(S_Q), Kt), torch::bmm(later(S_O), Vt)}, 0);
-    torch::Tensor GR = packed_sym_products(A.to(dtype), B.to(dtype), 1.0);                           // [3H, P]
-    torch::Tensor ip = torch::mm(GL.narrow(0, 0, static_cast<int64_t>(l2) * H), GR.t()).to(torch::kFloat64).contiguous();  // [l2·H, 3H]
+    PackedSym GR = packed_sym_products(A.to(dtype), B.to(dtype), 1.0);                               // [3H, ·]
+    torch::Tensor ip = packed_inner(GL, static_cast<int64_t>(l2) * H, GR).contiguous();             // [l2·H, 3H]
     const double* p = ip.data_ptr<double>();
     for (int j1 = 0; j1 < l2 * H; ++j1)
       for (int kind = 0; kind < 3; ++kind)

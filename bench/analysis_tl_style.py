@@ -99,20 +99,27 @@ def main():
     torch.set_num_threads(a.threads)
     sd = load_safetensors(a.dir + "/weights.safetensors")
     L = max(int(k.split(".")[1]) for k in sd if k.startswith("blocks.")) + 1
-    times = []
+    times, cpu = [], []
     for _ in range(a.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()  # process_time: all threads of the process
         W_E, W_U, Q, K, V, O = fold(sd, L)
         with torch.no_grad():
             ov, qk, comp = tl_numbers(W_E, W_U, Q, K, V, O)
         times.append(time.perf_counter() - t0)
-    cpp = json.load(open(a.dir + "/cpp_numbers.json"))
-    d_ov = float((ov - torch.tensor(cpp["ov_positivity"], dtype=torch.float64)).abs().max())
-    d_qk = float((qk - torch.tensor(cpp["qk_positivity"], dtype=torch.float64)).abs().max())
-    d_c = max(float((comp[k].double() - torch.tensor(cpp["composition_" + k], dtype=torch.float64)).abs().max()) for k in "qkv")
-    print(json.dumps({"tl_style_median_s": float(np.median(times)), "tl_style_runs_s": times,
-                      "max_abs_diff_ov_positivity": d_ov, "max_abs_diff_qk_positivity": d_qk,
-                      "max_abs_diff_composition": d_c}))
+        cpu.append(time.process_time() - c0)
+    out = {"tl_style_median_s": float(np.median(times)), "tl_style_runs_s": times,
+           "tl_style_median_process_cpu_s": float(np.median(cpu)), "tl_style_process_cpu_s": cpu}
+    # worst |difference| from circuitlab's float64 numbers (and from its float32-GEMM numbers)
+    for tag, name in (("", "cpp_numbers.json"), ("_f32", "cpp_numbers_f32.json")):
+        try:
+            cpp = json.load(open(a.dir + "/" + name))
+        except FileNotFoundError:
+            continue
+        out["max_abs_diff_ov_positivity" + tag] = float((ov - torch.tensor(cpp["ov_positivity"], dtype=torch.float64)).abs().max())
+        out["max_abs_diff_qk_positivity" + tag] = float((qk - torch.tensor(cpp["qk_positivity"], dtype=torch.float64)).abs().max())
+        out["max_abs_diff_composition" + tag] = max(
+            float((comp[k].double() - torch.tensor(cpp["composition_" + k], dtype=torch.float64)).abs().max()) for k in "qkv")
+    print(json.dumps(out))
 
 if __name__ == "__main__":
     main()
