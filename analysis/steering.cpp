@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <vector>
 #include <cmath>
 #include <numeric>
 
@@ -29,41 +30,59 @@ int64_t sample_token(const torch::Tensor& logits, const SamplingParams& p, uint6
   if (p.temperature <= 0) return l.argmax().item<int64_t>();
   auto probs_t = torch::softmax(l / p.temperature, 0);
   const double* probs = probs_t.data_ptr<double>();
+  // The kept set (top-k, then the smallest top-p nucleus) under the strict order "higher
+  // probability first, ties by lower id", found by selection, not sorting: nth_element at k,
+  // then a bisection on the nucleus size where each step partitions only the undecided range
+  // (O(V) expected). The draw then walks the kept ids in ascending order, so the result
+  // depends on nothing but the probabilities and the seed.
+  auto before = [&](int64_t a, int64_t b) { return probs[a] != probs[b] ? probs[a] > probs[b] : a < b; };
   std::vector<int64_t> order(V);
   std::iota(order.begin(), order.end(), 0);
-  // Truncation needs the tokens by probability, ties by id (deterministic across platforms).
-  // Only the head of that order is ever needed: it is sorted in growing blocks (each a partial
-  // sort of the rest, O(V log k)) until top-k or top-p is reached. Sampling from the full
-  // distribution walks the ids in order and sorts nothing.
-  auto before = [&](int64_t a, int64_t b) { return probs[a] != probs[b] ? probs[a] > probs[b] : a < b; };
   int64_t keep = V;
-  if (p.top_k > 0) keep = std::min<int64_t>(keep, p.top_k);
-  if (keep < V || p.top_p < 1.0) {
-    int64_t sorted = 0;
-    double cum = 0;
-    for (int64_t block = 256; sorted < keep; block *= 4) {
-      const int64_t upto = std::min(keep, sorted + block);
-      std::partial_sort(order.begin() + sorted, order.begin() + upto, order.end(), before);
-      if (p.top_p < 1.0) {
-        for (int64_t i = sorted; i < upto; ++i) {
-          cum += probs[order[i]];
-          if (cum >= p.top_p) {
-            keep = i + 1;
-            break;
-          }
+  if (p.top_k > 0 && p.top_k < V) {
+    keep = p.top_k;
+    std::nth_element(order.begin(), order.begin() + keep, order.end(), before);
+  }
+  if (p.top_p < 1.0) {
+    double in_keep = 0;
+    for (int64_t i = 0; i < keep; ++i) in_keep += probs[order[i]];
+    if (in_keep >= p.top_p) {
+      // Invariant: order[0, lo) are the lo most likely tokens and hold less than top_p;
+      // order[lo, hi) are the next ones (unordered); the hi most likely hold at least top_p.
+      int64_t lo = 0, hi = keep;
+      double cum_lo = 0;
+      while (hi - lo > 1) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        std::nth_element(order.begin() + lo, order.begin() + mid, order.begin() + hi, before);
+        double cum_mid = cum_lo;
+        for (int64_t i = lo; i < mid; ++i) cum_mid += probs[order[i]];
+        if (cum_mid >= p.top_p) {
+          hi = mid;
+        } else {
+          lo = mid;
+          cum_lo = cum_mid;
         }
       }
-      sorted = upto;
+      keep = hi;
     }
   }
-  double total = 0;
-  for (int64_t i = 0; i < keep; ++i) total += probs[order[i]];
-  double u = uniform01(rng_state) * total;
-  for (int64_t i = 0; i < keep; ++i) {
-    u -= probs[order[i]];
-    if (u <= 0) return order[i];
+  std::vector<char> kept;  // [V], empty when every token is kept
+  if (keep < V) {
+    kept.assign(V, 0);
+    for (int64_t i = 0; i < keep; ++i) kept[order[i]] = 1;
   }
-  return order[keep - 1];
+  double total = 0;
+  for (int64_t t = 0; t < V; ++t)
+    if (kept.empty() || kept[t]) total += probs[t];
+  double u = uniform01(rng_state) * total;
+  int64_t last = -1;
+  for (int64_t t = 0; t < V; ++t) {
+    if (!kept.empty() && !kept[t]) continue;
+    last = t;
+    u -= probs[t];
+    if (u <= 0) return t;
+  }
+  return last;
 }
 
 std::vector<int64_t> generate(models::HookedTransformer& model, const std::vector<int64_t>& prompt,

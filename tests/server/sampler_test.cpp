@@ -50,6 +50,21 @@ TEST(Sampler, TopKAndTopPKeepWhatAFullSortKeeps) {
   }
 }
 
+TEST(Sampler, TopPKeepsExactlyTheSmallestNucleus) {
+  torch::manual_seed(8);
+  torch::Tensor logits = torch::randn({5000});  // [V]: three dominant tokens hold ~97% of the mass
+  logits[10] = 12.0;
+  logits[20] = 11.5;
+  logits[30] = 11.0;
+  for (double top_p : {0.3, 0.7, 0.9}) {
+    SamplingParams p;
+    p.top_p = top_p;
+    const auto kept = reference_kept(logits, 0, top_p);
+    ASSERT_LE(kept.size(), 3u);
+    EXPECT_EQ(drawn(logits, p, 4000), kept) << "top_p " << top_p;
+  }
+}
+
 TEST(Sampler, TiesGoToTheLowerIdAndGreedyIsTheArgmax) {
   const torch::Tensor flat = torch::zeros({10});  // [V], every token equally likely
   SamplingParams p;
