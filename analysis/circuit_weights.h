@@ -30,9 +30,9 @@ struct FoldOptions {
   bool center_writing = true;   // only when the model has LN
   bool center_unembed = true;
   // dtype of the large GEMMs: the V-sized ones (Gram matrices of W_E / W_U) and the batched
-  // D×D×(L·H·Dh) products behind the positivity cores and composition Grams. Eigen solves,
-  // norms, QR-free Dh×Dh cores and all sums stay double. kFloat64 for tests and toys;
-  // kFloat32 halves the GPT-2-sized cost (analyze's "auto" picks it above 2e9 V·D² flops).
+  // D×D×(L·H·Dh) products behind the positivity cores and the composition Grams. Eigen
+  // solves, norms, the per-head Dh×Dh Grams and the final sums stay double. kFloat64 for tests
+  // and toys; kFloat32 halves the GPT-2-sized cost (analyze's "auto" picks it above 2e9 V·D²).
   torch::Dtype big_dtype = torch::kFloat64;
 };
 

@@ -32,6 +32,9 @@ struct HeadPositivity {
 
 // prev_token_scores: [L*H] (layer-major) or empty (then the K-composition terms are null).
 // h1 for kcomp = the earlier-layer head with the largest prev-token score.
+// Batched: all heads' cores from one GEMM per circuit (w.opts.big_dtype) plus bmm's, the
+// weighted K-composition mixture as a running [D, D] sum, and the Dh×Dh eigenproblems solved
+// in parallel over the intra-op threads (at::get_num_threads()), each in double (Eigen).
 std::vector<HeadPositivity> head_positivities(const CircuitWeights& w, const EmbedGrams& g,
                                               const std::vector<double>& prev_token_scores);
 

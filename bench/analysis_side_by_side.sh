@@ -5,7 +5,7 @@
 # median of 3), with wall and whole-process CPU seconds (the machine is shared: CPU seconds
 # show the work when other jobs hold the cores), the ratios, and the worst differences
 # between the two sets of numbers. Needs bench_analysis built: scripts/dev-build bench_analysis
-#   bench/analysis_side_by_side.sh [build dir]     (2 threads each; set CIRCUITLAB_THREADS)
+#   bench/analysis_side_by_side.sh [build dir]   (2 threads each: CIRCUITLAB_THREADS; TL_REPEATS=3)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-$ROOT/build}"
@@ -16,7 +16,7 @@ mkdir -p "$CIRCUITLAB_BENCH_DIR"
 cut -d' ' -f1-3 /proc/loadavg > "$CIRCUITLAB_BENCH_DIR/load_before"
 "$BUILD/bench/bench_analysis" --benchmark_format=json --benchmark_out="$CIRCUITLAB_BENCH_DIR/cpp_bench.json" \
   --benchmark_out_format=json >/dev/null
-/usr/bin/python3 "$ROOT/bench/analysis_tl_style.py" "$CIRCUITLAB_BENCH_DIR" --threads "$T" > "$CIRCUITLAB_BENCH_DIR/tl_style.json"
+/usr/bin/python3 "$ROOT/bench/analysis_tl_style.py" "$CIRCUITLAB_BENCH_DIR" --threads "$T" --repeats "${TL_REPEATS:-3}" > "$CIRCUITLAB_BENCH_DIR/tl_style.json"
 /usr/bin/python3 - "$CIRCUITLAB_BENCH_DIR" <<'PY'
 import json, os, sys
 d = sys.argv[1]
