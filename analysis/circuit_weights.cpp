@@ -1,6 +1,8 @@
 // LayerNorm folding and the embedding Gram matrices (see circuit_weights.h for the choices).
 #include "analysis/circuit_weights.h"
 
+#include <cstring>
+
 #include "analysis/batched_gram.h"
 #include "data/error.h"
 
@@ -133,12 +135,20 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
     sk.push_back(Wk);
     sv.push_back(Wv);
     so.push_back(Wo);
-    for (int h = 0; h < w.H; ++h) {
-      w.W_Q.push_back(to_eigen(Wq[h]));
-      w.W_K.push_back(to_eigen(Wk[h]));
-      w.W_V.push_back(to_eigen(Wv[h]));
-      w.W_O.push_back(to_eigen(Wo[h]));
-    }
+    // Per-head Eigen copies: column-major [r, c] storage is row-major [c, r], so transpose the
+    // whole layer once in torch and copy each head's block as it is.
+    auto heads_to_eigen = [&](const torch::Tensor& W, std::vector<Mat>& dst) {  // W [H, r, c]
+      torch::Tensor T = W.transpose(1, 2).contiguous();                         // [H, c, r]
+      for (int h = 0; h < w.H; ++h) {
+        Mat m(W.size(1), W.size(2));
+        std::memcpy(m.data(), T[h].data_ptr<double>(), sizeof(double) * static_cast<size_t>(m.size()));
+        dst.push_back(std::move(m));
+      }
+    };
+    heads_to_eigen(Wq, w.W_Q);
+    heads_to_eigen(Wk, w.W_K);
+    heads_to_eigen(Wv, w.W_V);
+    heads_to_eigen(Wo, w.W_O);
   }
   if (w.L > 0) {
     w.stacked.Q = torch::cat(sq, 0).contiguous();
