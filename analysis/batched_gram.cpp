@@ -1,5 +1,6 @@
 // Block-upper-triangular Gram products (see batched_gram.h).
 #include "analysis/batched_gram.h"
+#include "models/gemm.h"
 
 #include <algorithm>
 
@@ -25,7 +26,7 @@ torch::Tensor gram_tn(const torch::Tensor& X, int blocks) {
   for (size_t a = 0; a < bl.size(); ++a)
     for (size_t b = a; b < bl.size(); ++b) {
       // X[:, a]ᵀ·X[:, b]: strided column slices go to BLAS as they are (leading dimension C).
-      torch::Tensor blk = torch::mm(X.narrow(1, bl[a].first, bl[a].second).t(), X.narrow(1, bl[b].first, bl[b].second));
+      torch::Tensor blk = models::gemm::mm(X.narrow(1, bl[a].first, bl[a].second).t(), X.narrow(1, bl[b].first, bl[b].second));
       out.narrow(0, bl[a].first, bl[a].second).narrow(1, bl[b].first, bl[b].second).copy_(blk);
       if (b != a) out.narrow(0, bl[b].first, bl[b].second).narrow(1, bl[a].first, bl[a].second).copy_(blk.t());
     }
@@ -58,7 +59,7 @@ torch::Tensor packed_inner(const PackedSym& left, int64_t rows, const PackedSym&
               right.size(), ")");
   torch::Tensor acc;
   for (size_t k = 0; k < left.size(); ++k) {
-    torch::Tensor t = torch::mm(left[k].narrow(0, 0, rows), right[k].t());  // [rows, m]
+    torch::Tensor t = models::gemm::mm(left[k].narrow(0, 0, rows), right[k].t());  // [rows, m]
     acc = k == 0 ? t.to(torch::kFloat64) : acc.add_(t);
   }
   return acc;

@@ -1,5 +1,6 @@
 // LayerNorm folding and the embedding Gram matrices (see circuit_weights.h for the choices).
 #include "analysis/circuit_weights.h"
+#include "models/gemm.h"
 
 #include <cstring>
 
@@ -43,7 +44,7 @@ FactoredMatrix CircuitWeights::QK(int layer, int head) const {
 torch::Tensor CircuitWeights::W_U_folded() const {
   if (!tied) return W_U;
   torch::Tensor left = to_torch(unembed_left, W_E_raw.scalar_type());
-  torch::Tensor wu = torch::matmul(left, W_E_raw.t());  // [D, V]
+  torch::Tensor wu = models::gemm::mm(left, W_E_raw.t());  // [D, V]
   return opts.center_unembed ? centre(wu, 1) : wu;
 }
 

@@ -1,5 +1,6 @@
 // Eigenvalue positivity through Dh×Dh cores (see eigen_positivity.h).
 #include "analysis/eigen_positivity.h"
+#include "models/gemm.h"
 
 #include <ATen/Parallel.h>
 #include <Eigen/Eigenvalues>
@@ -54,7 +55,7 @@ std::vector<double> positivities(const torch::Tensor& cores) {
 torch::Tensor times_each(const Mat& G, const torch::Tensor& W, torch::Dtype dt) {
   const int64_t N = W.size(0), D = W.size(1), Dh = W.size(2);
   torch::Tensor flat = W.to(dt).permute({1, 0, 2}).reshape({D, N * Dh});  // [D, N·Dh]
-  return torch::mm(to_torch(G, dt), flat).view({D, N, Dh}).permute({1, 0, 2});  // [N, D, Dh]
+  return models::gemm::mm(to_torch(G, dt), flat).view({D, N, Dh}).permute({1, 0, 2});  // [N, D, Dh]
 }
 
 }  // namespace
