@@ -47,7 +47,7 @@ PackedSym packed_sym_products(const torch::Tensor& A, const torch::Tensor& B, do
   PackedSym out;
   for (size_t a = 0; a < bl.size(); ++a)
     for (size_t b = a; b < bl.size(); ++b) {
-      torch::Tensor blk = torch::bmm(Ab[a], Bb[b]);  // [n, |a|, |b|]
+      torch::Tensor blk = models::gemm::bmm(Ab[a], Bb[b]);  // [n, |a|, |b|]
       if (b != a && offdiag_scale != 1.0) blk.mul_(offdiag_scale);
       out.push_back(blk.view({n, bl[a].second * bl[b].second}));
     }

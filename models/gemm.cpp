@@ -3,6 +3,7 @@
 // (e.g. W_E.t() for a tied unembedding) is passed as 'T' on the same memory, never copied.
 #include "models/gemm.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -76,6 +77,32 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 }
 
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b) { return linear(a, b, at::Tensor()); }
+
+at::Tensor bmm(const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1),
+              "gemm::bmm: expected a [n, M, K] · b [n, K, N], got ", a.sizes(), " and ", b.sizes());
+#ifdef CIRCUITLAB_HAVE_DNNL
+  const int64_t n = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
+  Operand A, B;
+  if (dnnl_enabled() && n > 0 && M > 0 && N > 0 && K > 0 && eligible(a) && eligible(b) && as_operand(a[0], A) &&
+      as_operand(b[0], B)) {
+    at::Tensor out = at::empty({n, M, N}, a.options());  // [n, M, N]
+    const float* ap = a.data_ptr<float>();
+    const float* bp = b.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    const int64_t sa = a.stride(0), sb = b.stride(0);
+    std::atomic<bool> ok{true};
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        if (dnnl_sgemm(A.trans, B.trans, M, N, K, 1.0f, ap + i * sa, A.ld, bp + i * sb, B.ld, 0.0f, op + i * M * N, N) !=
+            dnnl_success)
+          ok = false;
+    });
+    if (ok) return out;
+  }
+#endif
+  return torch::bmm(a, b);
+}
 
 void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, float beta) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && c.dim() == 2 && a.size(1) == b.size(0) && c.size(0) == a.size(0) &&

@@ -17,6 +17,10 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 // a [M, K] · b [K, N] -> [M, N].
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 
+// Batched a [n, M, K] · b [n, K, N] -> [n, M, N]: one sgemm per batch item, items spread over
+// the intra-op threads (each sgemm single-threaded inside). Each item row-major or transposed.
+at::Tensor bmm(const at::Tensor& a, const at::Tensor& b);
+
 // c = a · b + beta · c, in place: a [M, K], b [K, N], c [M, N] with a unit inner stride
 // (a row block of a bigger buffer is fine). beta 0 overwrites c, beta 1 accumulates.
 void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, float beta = 0.0f);

@@ -51,6 +51,18 @@ TEST(Gemm, MmIntoOverwritesOrAccumulatesIntoAStridedBlock) {
   EXPECT_TRUE(all_close(c, ref_mm(a, b), kGemmRtol, kGemmAtol, "beta 0"));
 }
 
+TEST(Gemm, BatchedProductsMatchReferenceForEveryLayout) {
+  torch::manual_seed(9);
+  const int64_t n = 7, M = 9, K = 13, N = 11;
+  torch::Tensor a = torch::randn({n, M, K}), b = torch::randn({n, K, N});
+  torch::Tensor aT = torch::randn({n, K, M}).transpose(1, 2), bT = torch::randn({n, N, K}).transpose(1, 2);
+  for (const auto& [name, x, y] : std::vector<std::tuple<std::string, torch::Tensor, torch::Tensor>>{
+           {"NN", a, b}, {"TN", aT, b}, {"NT", a, bT}, {"TT", aT, bT}}) {
+    torch::Tensor ref = torch::bmm(x.to(torch::kDouble), y.to(torch::kDouble));
+    EXPECT_TRUE(all_close(gemm::bmm(x, y), ref, kGemmRtol, kGemmAtol, "bmm " + name));
+  }
+}
+
 TEST(Gemm, HeadResultsEqualPerHeadProducts) {
   torch::manual_seed(3);
   const int64_t B = 2, T = 5, H = 3, Dh = 4, D = 7;
