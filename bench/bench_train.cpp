@@ -35,20 +35,35 @@ double train_flops_per_token(const models::ModelConfig& c) {
   return 3 * (c.n_layers * per_layer + 2 * D * V);
 }
 
+// One training step's setup for a preset: its model (seed 0), trainable parameters, AdamW as the
+// trainer builds it, and a random batch x -> y ([B, T] each).
+struct PresetStep {
+  train::TrainConfig cfg;
+  models::HookedTransformer model{nullptr};
+  std::vector<torch::Tensor> pt;
+  std::unique_ptr<torch::optim::AdamW> opt;
+  torch::Tensor x, y;
+  explicit PresetStep(const std::string& preset) {
+    at::set_num_threads(threads());
+    cfg = train::train_config_from_json(train::load_preset_json(preset), preset);
+    torch::manual_seed(0);
+    model = models::HookedTransformer(cfg.model);
+    auto params = train::named_trainable_params(model, false);
+    for (auto& p : params) pt.push_back(p.param);
+    opt = train::make_adamw(params, {cfg.lr, cfg.weight_decay, cfg.beta1, cfg.beta2, cfg.adam_eps, false});
+    const int64_t B = cfg.batch_size, T = cfg.model.n_ctx;
+    auto tokens = torch::randint(cfg.model.d_vocab, {B, T + 1}, torch::kInt64);  // [B, T+1]
+    x = tokens.slice(1, 0, T);
+    y = tokens.slice(1, 1, T + 1);
+  }
+};
+
 // fast: what train/trainer.cpp does (FastAttnOnly when supported); !fast: LibTorch autograd.
 void train_step_bench(benchmark::State& state, const std::string& preset, bool fast_path) {
-  at::set_num_threads(threads());
-  auto cfg = train::train_config_from_json(train::load_preset_json(preset), preset);
-  torch::manual_seed(0);
-  models::HookedTransformer model(cfg.model);
+  PresetStep st(preset);
+  auto& [cfg, model, pt, opt, x, y] = st;
   model->train();
-  auto params = train::named_trainable_params(model, false);
-  std::vector<torch::Tensor> pt;
-  for (auto& p : params) pt.push_back(p.param);
-  auto opt = train::make_adamw(params, {cfg.lr, cfg.weight_decay, cfg.beta1, cfg.beta2, cfg.adam_eps, false});
   const int64_t B = cfg.batch_size, T = cfg.model.n_ctx, V = cfg.model.d_vocab;
-  auto tokens = torch::randint(V, {B, T + 1}, torch::kInt64);  // [B, T+1]
-  auto x = tokens.slice(1, 0, T), y = tokens.slice(1, 1, T + 1);
   std::unique_ptr<train::FastAttnOnly> fast;
   if (fast_path && train::FastAttnOnly::supports(model)) fast = std::make_unique<train::FastAttnOnly>(model);
   if (fast_path && !fast) state.SkipWithError("the preset's model is not covered by the fast path");
@@ -80,17 +95,8 @@ BENCHMARK_CAPTURE(BM_TrainStepAutograd, attn2l, std::string("attn2l"))->Unit(ben
 // Where the trainer's step goes: range(0) 0 = FastAttnOnly forward + backward only,
 // 1 = clip_grad_norm_ + AdamW step only (on the gradients of one real step).
 void BM_TrainStepPiece(benchmark::State& state) {
-  at::set_num_threads(threads());
-  auto cfg = train::train_config_from_json(train::load_preset_json("attn2l"), "attn2l");
-  torch::manual_seed(0);
-  models::HookedTransformer model(cfg.model);
-  auto params = train::named_trainable_params(model, false);
-  std::vector<torch::Tensor> pt;
-  for (auto& p : params) pt.push_back(p.param);
-  auto opt = train::make_adamw(params, {cfg.lr, cfg.weight_decay, cfg.beta1, cfg.beta2, cfg.adam_eps, false});
-  const int64_t B = cfg.batch_size, T = cfg.model.n_ctx, V = cfg.model.d_vocab;
-  auto tokens = torch::randint(V, {B, T + 1}, torch::kInt64);  // [B, T+1]
-  auto x = tokens.slice(1, 0, T), y = tokens.slice(1, 1, T + 1);
+  PresetStep st("attn2l");
+  auto& [cfg, model, pt, opt, x, y] = st;
   train::FastAttnOnly fast(model);
   fast.forward_backward(x, y, 1.0);
   for (auto _ : state) {
