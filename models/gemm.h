@@ -21,9 +21,10 @@ at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 // the intra-op threads (each sgemm single-threaded inside). Each item row-major or transposed.
 at::Tensor bmm(const at::Tensor& a, const at::Tensor& b);
 
-// c = a · b + beta · c, in place: a [M, K], b [K, N], c [M, N] with a unit inner stride
-// (a row block of a bigger buffer is fine). beta 0 overwrites c, beta 1 accumulates.
-void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, float beta = 0.0f);
+// c = alpha · a · b + beta · c, in place: a [M, K], b [K, N], c [M, N] with a unit inner stride
+// (a row block of a bigger buffer is fine), or batches of them ([n, ...] each, one sgemm per
+// item). beta 0 overwrites c (NaN included), beta 1 accumulates.
+void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta = 0.0, double alpha = 1.0);
 
 // Per-head outputs of attention: z [B, T, H, Dh] · W_O [H, Dh, D] -> [B, T, H, D]
 // (result[b, t, h] = z[b, t, h] · W_O[h], TransformerLens's hook_result).

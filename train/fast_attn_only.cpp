@@ -12,10 +12,8 @@
 #include <vector>
 
 #include "data/error.h"
+#include "models/gemm.h"
 
-#ifdef CIRCUITLAB_TRAIN_HAVE_DNNL
-#include <dnnl.h>
-#endif
 
 namespace circuitlab::train {
 
@@ -25,67 +23,11 @@ namespace {
 // Rows of the logits chunk per thread: 128 rows × V 2048 × 4 bytes = 1 MiB, resident in a 2 MiB L2.
 constexpr int64_t kChunkBytes = 1 << 20;
 
-// A matrix view as a row-major operand: 'N' with leading dimension stride(-2), or 'T' (its
-// transpose is row-major) with leading dimension stride(-1).
-struct Operand {
-  char trans = 'N';
-  int64_t ld = 0;
-  bool ok = false;
-};
-Operand as_operand(const Tensor& t) {
-  const int64_t r = t.size(-2), c = t.size(-1), s0 = t.stride(-2), s1 = t.stride(-1);
-  if (s1 == 1 && s0 >= std::max<int64_t>(c, 1)) return {'N', s0, true};
-  if (s0 == 1 && s1 >= std::max<int64_t>(r, 1)) return {'T', s1, true};
-  return {};
-}
-
-// C = alpha·A·B + beta·C for matrices (2-D) or batches of them (3-D, same batch size), written
-// into C's memory. float32 goes through oneDNN's sgemm (JIT kernels: 1.15-1.45x OpenBLAS on
-// these skinny shapes, measured on this machine) where available; anything else through ATen.
-// beta = 0 ignores C's previous contents (NaN included).
-// CIRCUITLAB_GEMM=torch turns oneDNN off (as for models/gemm.h), for comparisons.
-bool use_dnnl() {
-  static const bool on = [] {
-    const char* e = std::getenv("CIRCUITLAB_GEMM");
-    return e == nullptr || std::string(e) != "torch";
-  }();
-  return on;
-}
-
+// C = alpha·A·B + beta·C for matrices (2-D) or batches of them (3-D), written into C's memory:
+// models/gemm.h (oneDNN sgemm for float32, ATen otherwise; CIRCUITLAB_GEMM=torch turns
+// oneDNN off). beta = 0 ignores C's previous contents (NaN included).
 void gemm(const Tensor& A, const Tensor& B, Tensor& C, double alpha = 1.0, double beta = 0.0) {
-#ifdef CIRCUITLAB_TRAIN_HAVE_DNNL
-  if (use_dnnl() && C.scalar_type() == torch::kFloat && C.stride(-1) == 1) {
-    const Operand a = as_operand(A), b = as_operand(B);
-    if (a.ok && b.ok) {
-      const int64_t M = C.size(-2), N = C.size(-1), K = A.size(-1), ldc = std::max<int64_t>(C.stride(-2), N);
-      const int64_t n = C.dim() == 3 ? C.size(0) : 1;
-      const float* ap = A.data_ptr<float>();
-      const float* bp = B.data_ptr<float>();
-      float* cp = C.data_ptr<float>();
-      bool done = true;
-      for (int64_t i = 0; i < n && done; ++i) {
-        const int64_t ao = C.dim() == 3 ? i * A.stride(0) : 0, bo = C.dim() == 3 ? i * B.stride(0) : 0,
-                      co = C.dim() == 3 ? i * C.stride(0) : 0;
-        done = dnnl_sgemm(a.trans, b.trans, M, N, K, static_cast<float>(alpha), ap + ao, a.ld, bp + bo, b.ld,
-                          static_cast<float>(beta), cp + co, ldc) == dnnl_success;
-      }
-      if (done) return;
-    }
-  }
-#endif
-  if (C.dim() == 3) {
-    if (beta == 0) {
-      at::bmm_out(C, A, B);
-      if (alpha != 1.0) C.mul_(alpha);
-    } else {
-      C.baddbmm_(A, B, beta, alpha);
-    }
-  } else if (beta == 0) {
-    at::mm_out(C, A, B);
-    if (alpha != 1.0) C.mul_(alpha);
-  } else {
-    C.addmm_(A, B, beta, alpha);
-  }
+  models::gemm::mm_into(C, A, B, beta, alpha);
 }
 }  // namespace
 

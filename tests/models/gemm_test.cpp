@@ -63,6 +63,16 @@ TEST(Gemm, BatchedProductsMatchReferenceForEveryLayout) {
   }
 }
 
+TEST(Gemm, MmIntoBatchesWithAlphaAndBeta) {
+  torch::manual_seed(10);
+  const int64_t n = 4, M = 6, K = 9, N = 5;
+  torch::Tensor a = torch::randn({n, K, M}).transpose(1, 2), b = torch::randn({n, K, N});
+  torch::Tensor c = torch::randn({n, M, N});
+  torch::Tensor ref = 0.5 * c.to(torch::kDouble) + 2.0 * torch::bmm(a.to(torch::kDouble), b.to(torch::kDouble));
+  gemm::mm_into(c, a, b, 0.5, 2.0);
+  EXPECT_TRUE(all_close(c, ref, kGemmRtol, kGemmAtol, "batched alpha 2, beta 0.5"));
+}
+
 TEST(Gemm, HeadResultsEqualPerHeadProducts) {
   torch::manual_seed(3);
   const int64_t B = 2, T = 5, H = 3, Dh = 4, D = 7;
