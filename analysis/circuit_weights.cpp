@@ -1,8 +1,7 @@
 // LayerNorm folding and the embedding Gram matrices (see circuit_weights.h for the choices).
 #include "analysis/circuit_weights.h"
-#include "models/gemm.h"
 
-#include <cstring>
+#include "models/gemm.h"
 
 #include "analysis/batched_gram.h"
 #include "data/error.h"
@@ -33,18 +32,19 @@ torch::Tensor centre(const torch::Tensor& t, int64_t dim) { return t - t.mean(di
 
 FactoredMatrix CircuitWeights::OV(int layer, int head) const {
   const int i = idx(layer, head);
-  return FactoredMatrix(W_V[i], W_O[i]);
+  return FactoredMatrix(W_V(i), W_O(i));
 }
 
 FactoredMatrix CircuitWeights::QK(int layer, int head) const {
   const int i = idx(layer, head);
-  return FactoredMatrix(W_Q[i], W_K[i].transpose());
+  return FactoredMatrix(W_Q(i), W_K(i).transpose());
 }
 
 torch::Tensor CircuitWeights::W_U_folded() const {
   if (!tied) return W_U;
-  torch::Tensor left = to_torch(unembed_left, W_E_raw.scalar_type());
-  torch::Tensor wu = models::gemm::mm(left, W_E_raw.t());  // [D, V]
+  torch::Tensor wu = W_E_raw.t();  // [D, V]
+  if (unembed_ln_w.size() > 0) wu = centre(to_torch(unembed_ln_w, wu.scalar_type()).view({D, 1}) * wu, 0);
+  else wu = wu.contiguous();
   return opts.center_unembed ? centre(wu, 1) : wu;
 }
 
@@ -95,14 +95,9 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
     if (has(sd, "ln_final.b")) bf = get(sd, "ln_final.b", {w.D}).to(f64);
   }
   torch::Tensor b_U = has(sd, "unembed.b_U") ? get(sd, "unembed.b_U", {w.V_out}).to(f64) : torch::zeros({w.V_out}, f64);
-  Mat P = Mat::Identity(w.D, w.D);
-  if (ln) P.array() -= 1.0 / w.D;
-
   if (w.tied) {
     // W_U = W_Eᵀ: W_U' = (P·diag(w_f) or I)·W_Eᵀ·C_vocab, kept implicit (never V×D twice).
-    Mat R = Mat::Identity(w.D, w.D);
-    if (fold) R = P * to_eigen(wf).asDiagonal();
-    w.unembed_left = R;
+    if (fold) w.unembed_ln_w = to_eigen(wf);
     w.W_E_raw = W_E;
     w.b_U = b_U + torch::matmul(bf.to(W_E.scalar_type()), W_E.t()).to(f64);
   } else {
@@ -112,87 +107,47 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
     if (opts.center_unembed) W_U = centre(W_U, 1);
     w.W_U = W_U.to(opts.big_dtype);
   }
-  if (w.tied && opts.center_unembed) w.b_U = w.b_U - w.b_U.mean();
-  if (!w.tied && opts.center_unembed) w.b_U = w.b_U - w.b_U.mean();
+  if (opts.center_unembed) w.b_U = w.b_U - w.b_U.mean();
   w.W_E = centre_w ? centre(W_E, 1) : W_E;  // in big_dtype (torch's mean sums pairwise)
 
-  std::vector<torch::Tensor> sq, sk, sv, so;
+  // Per-head factors folded in place in four preallocated float64 stacks (no per-layer
+  // temporaries); CircuitWeights::W_Q(i) etc. are views into them.
+  const int64_t N = static_cast<int64_t>(w.L) * w.H;
+  const auto opt64 = torch::TensorOptions().dtype(f64);
+  StackedHeads& st = w.stacked;
+  st.Q = torch::empty({N, w.D, w.Dh}, opt64);
+  st.K = torch::empty({N, w.D, w.Dh}, opt64);
+  st.V = torch::empty({N, w.D, w.Dh}, opt64);
+  st.O = torch::empty({N, w.Dh, w.D}, opt64);
   for (int l = 0; l < w.L; ++l) {
     const std::string pre = "blocks." + std::to_string(l) + ".";
-    torch::Tensor w1 = fold ? get(sd, pre + "ln1.w", {w.D}).to(f64) : torch::ones({w.D}, f64);
-    torch::Tensor Wq = get(sd, pre + "attn.W_Q", {w.H, w.D, w.Dh}).to(f64);
-    torch::Tensor Wk = get(sd, pre + "attn.W_K", {w.H, w.D, w.Dh}).to(f64);
-    torch::Tensor Wv = get(sd, pre + "attn.W_V", {w.H, w.D, w.Dh}).to(f64);
-    torch::Tensor Wo = get(sd, pre + "attn.W_O", {w.H, w.Dh, w.D}).to(f64);
-    auto read = [&](const torch::Tensor& W) {  // [H, D, Dh] -> P·diag(w1)·W
-      torch::Tensor s = W * w1.view({1, w.D, 1});
-      return fold ? centre(s, 1) : s;
-    };
-    Wq = read(Wq);
-    Wk = read(Wk);
-    Wv = read(Wv);
-    if (centre_w) Wo = centre(Wo, 2);
-    sq.push_back(Wq);
-    sk.push_back(Wk);
-    sv.push_back(Wv);
-    so.push_back(Wo);
-    // Per-head Eigen copies: column-major [r, c] storage is row-major [c, r], so transpose the
-    // whole layer once in torch and copy each head's block as it is.
-    auto heads_to_eigen = [&](const torch::Tensor& W, std::vector<Mat>& dst) {  // W [H, r, c]
-      torch::Tensor T = W.transpose(1, 2).contiguous();                         // [H, c, r]
-      for (int h = 0; h < w.H; ++h) {
-        Mat m(W.size(1), W.size(2));
-        std::memcpy(m.data(), T[h].data_ptr<double>(), sizeof(double) * static_cast<size_t>(m.size()));
-        dst.push_back(std::move(m));
+    torch::Tensor w1 = fold ? get(sd, pre + "ln1.w", {w.D}).to(f64).view({1, w.D, 1}) : torch::Tensor();
+    auto read = [&](torch::Tensor& stack, const char* name) {  // [H, D, Dh] -> P·diag(w1)·W
+      torch::Tensor slab = stack.narrow(0, static_cast<int64_t>(l) * w.H, w.H);
+      slab.copy_(get(sd, pre + name, {w.H, w.D, w.Dh}));
+      if (fold) {
+        slab.mul_(w1);
+        slab.sub_(slab.mean(1, /*keepdim=*/true));
       }
     };
-    heads_to_eigen(Wq, w.W_Q);
-    heads_to_eigen(Wk, w.W_K);
-    heads_to_eigen(Wv, w.W_V);
-    heads_to_eigen(Wo, w.W_O);
+    read(st.Q, "attn.W_Q");
+    read(st.K, "attn.W_K");
+    read(st.V, "attn.W_V");
+    torch::Tensor slab = st.O.narrow(0, static_cast<int64_t>(l) * w.H, w.H);
+    slab.copy_(get(sd, pre + "attn.W_O", {w.H, w.Dh, w.D}));
+    if (centre_w) slab.sub_(slab.mean(2, /*keepdim=*/true));
   }
-  if (w.L > 0) {
-    w.stacked.Q = torch::cat(sq, 0).contiguous();
-    w.stacked.K = torch::cat(sk, 0).contiguous();
-    w.stacked.V = torch::cat(sv, 0).contiguous();
-    w.stacked.O = torch::cat(so, 0).contiguous();
-    w.stacked = stack_heads(w);  // adds the Dh×Dh Grams
-  }
-  return w;
-}
-
-StackedHeads stack_heads(const CircuitWeights& w) {
-  torch::NoGradGuard ng;
-  if (w.stacked.S_O.defined()) return w.stacked;
-  StackedHeads s = w.stacked;
-  auto grams = [](StackedHeads& t) {
-    t.S_Q = torch::bmm(t.Q.transpose(1, 2), t.Q);
-    t.S_K = torch::bmm(t.K.transpose(1, 2), t.K);
-    t.S_V = torch::bmm(t.V.transpose(1, 2), t.V);
-    t.S_O = torch::bmm(t.O, t.O.transpose(1, 2));
+  // The Dh×Dh Grams, multiplied in big_dtype (float32: oneDNN, items over the threads) and
+  // stored as double.
+  const torch::Dtype dt = opts.big_dtype;
+  auto gram = [dt](const torch::Tensor& a, const torch::Tensor& b) {
+    return models::gemm::bmm(a.to(dt), b.to(dt)).to(f64);
   };
-  if (s.Q.defined()) {
-    grams(s);
-    return s;
-  }
-  const int64_t N = static_cast<int64_t>(w.W_Q.size());
-  const auto opt = torch::TensorOptions().dtype(torch::kFloat64);
-  s.Q = torch::empty({N, w.D, w.Dh}, opt);
-  s.K = torch::empty({N, w.D, w.Dh}, opt);
-  s.V = torch::empty({N, w.D, w.Dh}, opt);
-  s.O = torch::empty({N, w.Dh, w.D}, opt);
-  for (int64_t i = 0; i < N; ++i) {
-    // Row-major [rows, cols] maps of each slice; Eigen copies across the storage orders.
-    auto put = [&](const torch::Tensor& dst, const Mat& m) {
-      Eigen::Map<RowMajorMat>(dst[i].data_ptr<double>(), m.rows(), m.cols()) = m;
-    };
-    put(s.Q, w.W_Q[i]);
-    put(s.K, w.W_K[i]);
-    put(s.V, w.W_V[i]);
-    put(s.O, w.W_O[i]);
-  }
-  grams(s);
-  return s;
+  st.S_Q = gram(st.Q.transpose(1, 2), st.Q);
+  st.S_K = gram(st.K.transpose(1, 2), st.K);
+  st.S_V = gram(st.V.transpose(1, 2), st.V);
+  st.S_O = gram(st.O, st.O.transpose(1, 2));
+  return w;
 }
 
 EmbedGrams embed_grams(const CircuitWeights& w) {
@@ -203,21 +158,32 @@ EmbedGrams embed_grams(const CircuitWeights& w) {
     g.ov = to_eigen(torch::matmul(w.W_U, w.W_E));      // [D, D]
     return g;
   }
-  // Tied: one Gram K = W_rawᵀ·W_raw. W_E' = W_raw·P (P = I without LN/centring), so
-  // qk = P·K·P; W_U' = R·W_rawᵀ·C, so ov = R·W_rawᵀ·C·W_raw·P = R·(K − V·μμᵀ)·P, μ = mean row.
-  Mat K = to_eigen(gram_tn(w.W_E_raw));
-  Mat P = Mat::Identity(w.D, w.D);
-  if (w.cfg.has_ln() && w.opts.center_writing) P.array() -= 1.0 / w.D;
-  Mat Kc = K;
+  // Tied: one Gram K = W_rawᵀ·W_raw. W_E' = W_raw·P (P = I − 11ᵀ/D with LN centring, else I),
+  // so qk = P·K·P; W_U' = R·W_rawᵀ·C (R = P·diag(w_f) when ln_final is folded, C: vocabulary
+  // centring), so ov = R·W_rawᵀ·C·W_raw·P = R·(K − V·μμᵀ)·P, μ = mean row. The P products are
+  // centrings, O(D²): P·A subtracts column means, A·P row means.
+  const Mat K = to_eigen(gram_tn(w.W_E_raw));
+  const bool centre_w = w.cfg.has_ln() && w.opts.center_writing;
+  auto centre_cols = [](Mat& a) { a.rowwise() -= a.colwise().mean(); };  // P·a
+  auto centre_rows = [](Mat& a) { a.colwise() -= a.rowwise().mean(); };  // a·P
+  g.qk = K;
+  if (centre_w) {
+    centre_cols(g.qk);
+    centre_rows(g.qk);
+  }
+  g.ov = K;
   if (w.opts.center_unembed) {
     // Mean row [D, 1], summed in double a block of rows at a time (no V×D double copy).
     torch::Tensor sum = torch::zeros({w.D}, torch::TensorOptions().dtype(torch::kFloat64));
     for (const auto& rows : w.W_E_raw.split(8192, 0)) sum += rows.to(torch::kFloat64).sum(0);
-    Mat mu = to_eigen(sum / static_cast<double>(w.V));
-    Kc -= static_cast<double>(w.V) * mu * mu.transpose();
+    const Vec mu = to_eigen(sum / static_cast<double>(w.V));
+    g.ov.noalias() -= static_cast<double>(w.V) * mu * mu.transpose();
   }
-  g.qk = P * K * P;
-  g.ov = w.unembed_left * Kc * P;
+  if (w.unembed_ln_w.size() > 0) {
+    g.ov = w.unembed_ln_w.asDiagonal() * g.ov;
+    centre_cols(g.ov);
+  }
+  if (centre_w) centre_rows(g.ov);
   return g;
 }
 

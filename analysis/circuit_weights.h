@@ -29,15 +29,17 @@ struct FoldOptions {
   bool fold_ln = true;          // only when the model has LN
   bool center_writing = true;   // only when the model has LN
   bool center_unembed = true;
-  // dtype of the large GEMMs: the V-sized ones (Gram matrices of W_E / W_U) and the batched
-  // D×D×(L·H·Dh) products behind the positivity cores and the composition Grams. Eigen
-  // solves, norms, the per-head Dh×Dh Grams and the final sums stay double. kFloat64 for tests
+  // dtype of the large GEMMs: the V-sized ones (Gram matrices of W_E / W_U), the per-head
+  // Dh×Dh Grams and the batched D×D×(L·H·Dh) products behind the positivity cores and the
+  // composition Grams (results are stored in double). Eigen solves, norms and the final sums
+  // stay double. kFloat64 for tests
   // and toys; kFloat32 halves the GPT-2-sized cost (analyze's "auto" picks it above 2e9 V·D²).
   torch::Dtype big_dtype = torch::kFloat64;
 };
 
 // The per-head factors stacked for batched GEMMs, float64: Q, K, V [L*H, D, Dh], O [L*H, Dh, D],
-// and their Dh×Dh Grams S_Q = W_QᵀW_Q, S_K, S_V likewise, S_O = W_O·W_Oᵀ [L*H, Dh, Dh].
+// and their Dh×Dh Grams S_Q = W_QᵀW_Q, S_K, S_V likewise, S_O = W_O·W_Oᵀ [L*H, Dh, Dh] (float64,
+// multiplied in FoldOptions::big_dtype).
 struct StackedHeads {
   torch::Tensor Q, K, V, O;
   torch::Tensor S_Q, S_K, S_V, S_O;
@@ -51,21 +53,29 @@ struct CircuitWeights {
   torch::Tensor W_E;       // [V, D] folded (centred), big_dtype
   torch::Tensor W_U;       // [D, V_out] folded; undefined when tied
   torch::Tensor b_U;       // [V_out] b_U + ln_final.b·W_U (zeros when absent), float64
-  Mat unembed_left;        // [D, D] tied only: W_U' = unembed_left · W_E_rawᵀ · C_vocab
+  Vec unembed_ln_w;        // [D] tied only, ln_final.w when folded (empty when not):
+                           // W_U' = P·diag(unembed_ln_w)·W_E_rawᵀ·C_vocab (P, C: centring)
   torch::Tensor W_E_raw;   // [V, D] tied only, big_dtype
-  std::vector<Mat> W_Q, W_K, W_V;  // [L*H] of [D, Dh], folded
-  std::vector<Mat> W_O;            // [L*H] of [Dh, D], centred
-  StackedHeads stacked;            // the same factors stacked (fold_circuit_weights fills it)
+  StackedHeads stacked;    // the folded per-head factors and their Grams (fold_circuit_weights)
 
   int idx(int layer, int head) const { return layer * H + head; }
+  // Head i's folded factors as read-only Eigen views into `stacked` (no copies):
+  using HeadMap = Eigen::Map<const RowMajorMat>;
+  HeadMap W_Q(int i) const { return head(stacked.Q, i); }  // [D, Dh]
+  HeadMap W_K(int i) const { return head(stacked.K, i); }  // [D, Dh]
+  HeadMap W_V(int i) const { return head(stacked.V, i); }  // [D, Dh]
+  HeadMap W_O(int i) const { return head(stacked.O, i); }  // [Dh, D]
   FactoredMatrix OV(int layer, int head) const;  // W_V·W_O   [D, D], rank Dh
   FactoredMatrix QK(int layer, int head) const;  // W_Q·W_Kᵀ  [D, D], rank Dh
   torch::Tensor W_U_folded() const;              // [D, V_out] (materialised when tied)
   std::string folding_statement() const;         // one paragraph for analysis.json
-};
 
-// w.stacked when filled, else built from the per-head matrices (hand-made CircuitWeights).
-StackedHeads stack_heads(const CircuitWeights& w);
+ private:
+  static HeadMap head(const torch::Tensor& stack, int i) {
+    return HeadMap(stack.data_ptr<double>() + static_cast<int64_t>(i) * stack.size(1) * stack.size(2), stack.size(1),
+                   stack.size(2));
+  }
+};
 
 // sd: TransformerLens state-dict names (embed.W_E, blocks.{l}.attn.W_Q, blocks.{l}.ln1.w,
 // ln_final.w, unembed.W_U, ...). Error naming the missing tensor / wrong shape.

@@ -31,7 +31,7 @@ CompositionScores composition_scores(const CircuitWeights& w, torch::Dtype dtype
   if (w.L < 2) return out;
   const int H = w.H;
   const int64_t NL = static_cast<int64_t>(w.L - 1) * H;  // heads that can be a left (earlier) factor
-  StackedHeads s = stack_heads(w);
+  const StackedHeads& s = w.stacked;
 
   // Score² = ‖X·Y‖² / (‖X‖²‖Y‖²) and ‖X·Y‖² = ⟨XᵀX, Y·Yᵀ⟩ (D×D, symmetric), exact. With the
   // Dh×Dh Grams S_V = W_VᵀW_V, S_O = W_O·W_Oᵀ, S_Q = W_QᵀW_Q, S_K = W_KᵀW_K (double):

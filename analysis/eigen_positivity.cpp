@@ -12,18 +12,18 @@ namespace circuitlab::analysis {
 Mat ov_circuit_core(const CircuitWeights& w, const EmbedGrams& g, int layer, int head) {
   // W_E'·W_V·W_O·W_U' = A·B with A = W_E'·W_V [V,Dh], B = W_O·W_U' [Dh,V]: B·A = W_O·G_ov·W_V.
   const int i = w.idx(layer, head);
-  return w.W_O[i] * g.ov * w.W_V[i];
+  return w.W_O(i) * g.ov * w.W_V(i);
 }
 
 Mat qk_circuit_core(const CircuitWeights& w, const EmbedGrams& g, int layer, int head) {
   // W_E'·W_Q·W_Kᵀ·W_E'ᵀ = A·B, A = W_E'·W_Q, B = W_Kᵀ·W_E'ᵀ: B·A = W_Kᵀ·G_qk·W_Q.
   const int i = w.idx(layer, head);
-  return w.W_K[i].transpose() * g.qk * w.W_Q[i];
+  return w.W_K(i).transpose() * g.qk * w.W_Q(i);
 }
 
 Mat kcomp_circuit_core(const CircuitWeights& w, const EmbedGrams& g, int layer, int head, const Mat& ov_mix_T) {
   const int i = w.idx(layer, head);
-  return w.W_K[i].transpose() * ov_mix_T * g.qk * w.W_Q[i];
+  return w.W_K(i).transpose() * ov_mix_T * g.qk * w.W_Q(i);
 }
 
 double positivity_of(const Mat& m) {
@@ -71,7 +71,7 @@ std::vector<HeadPositivity> head_positivities(const CircuitWeights& w, const Emb
   const torch::Dtype dt = w.opts.big_dtype;
   std::vector<HeadPositivity> out(static_cast<size_t>(N));
   if (N == 0) return out;
-  StackedHeads s = stack_heads(w);
+  const StackedHeads& s = w.stacked;
   torch::Tensor GV = times_each(g.ov, s.V, dt);  // G_ov·W_V [N, D, Dh]
   torch::Tensor GQ = times_each(g.qk, s.Q, dt);  // G_qk·W_Q [N, D, Dh]
   torch::Tensor ov_core = torch::bmm(s.O.to(dt), GV).to(torch::kFloat64);                 // W_O·G_ov·W_V [N, Dh, Dh]

@@ -28,8 +28,8 @@ std::vector<double> qk_destinations(const CircuitWeights& w, int layer, int head
   torch::NoGradGuard ng;
   const int i = w.idx(layer, head);
   torch::Tensor E = w.W_E.to(torch::kFloat64);                          // [V, D]
-  torch::Tensor key = torch::matmul(E[source], to_torch(w.W_K[i]));      // [Dh]
-  torch::Tensor q = torch::matmul(E, to_torch(w.W_Q[i]));                // [V, Dh]
+  torch::Tensor key = torch::matmul(E[source], w.stacked.K[i]);      // [Dh]
+  torch::Tensor q = torch::matmul(E, w.stacked.Q[i]);                // [V, Dh]
   return to_vec(torch::matmul(q, key) / std::sqrt(static_cast<double>(w.Dh)));  // [V]
 }
 
@@ -37,7 +37,7 @@ std::vector<double> ov_outputs(const CircuitWeights& w, int layer, int head, int
   torch::NoGradGuard ng;
   const int i = w.idx(layer, head);
   torch::Tensor e = w.W_E[source].to(torch::kFloat64);                    // [D]
-  torch::Tensor o = torch::matmul(torch::matmul(e, to_torch(w.W_V[i])), to_torch(w.W_O[i]));  // [D]
+  torch::Tensor o = torch::matmul(torch::matmul(e, w.stacked.V[i]), w.stacked.O[i]);  // [D]
   return to_vec(torch::matmul(o, w.W_U_folded().to(torch::kFloat64)));   // [V_out]
 }
 
@@ -54,10 +54,10 @@ std::vector<SkipTrigramHead> skip_trigrams(const CircuitWeights& w, const std::v
     for (int h = 0; h < w.H; ++h) {
       const int i = w.idx(l, h);
       // Same numbers as qk_destinations / ov_outputs, batched over the sources.
-      torch::Tensor qk = torch::matmul(torch::matmul(E, to_torch(w.W_Q[i])),
-                                       torch::matmul(Es, to_torch(w.W_K[i])).t()) /
+      torch::Tensor qk = torch::matmul(torch::matmul(E, w.stacked.Q[i]),
+                                       torch::matmul(Es, w.stacked.K[i]).t()) /
                          std::sqrt(static_cast<double>(w.Dh));              // [V, S]
-      torch::Tensor ov = torch::matmul(torch::matmul(torch::matmul(Es, to_torch(w.W_V[i])), to_torch(w.W_O[i])), U);  // [S, V_out]
+      torch::Tensor ov = torch::matmul(torch::matmul(torch::matmul(Es, w.stacked.V[i]), w.stacked.O[i]), U);  // [S, V_out]
       SkipTrigramHead sh;
       sh.layer = l;
       sh.head = h;

@@ -111,7 +111,7 @@ TEST(BatchedPositivity, MatchesOneHeadAtATime) {
         if (l == 0) continue;
         ASSERT_TRUE(p.kcomp.has_value());
         const int j = w.idx(p.kcomp_src_layer, p.kcomp_src_head);
-        Mat ovT = (w.W_V[j] * w.W_O[j]).transpose();
+        Mat ovT = (w.W_V(j) * w.W_O(j)).transpose();
         EXPECT_TRUE(close(*p.kcomp, positivity_of(kcomp_circuit_core(w, g, l, h, ovT)))) << "kcomp L" << l << "H" << h;
       }
   }

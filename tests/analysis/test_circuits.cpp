@@ -62,9 +62,9 @@ TEST_P(Circuits, FoldingPositivityAndCompositionMatchDense) {
   expect_close_mat(to_eigen(w.W_E), ref.E, "W_E'");
   expect_close_mat(to_eigen(w.W_U_folded()), ref.U, "W_U'");
   for (int i = 0; i < cfg.n_layers * cfg.n_heads; ++i) {
-    expect_close_mat(w.W_Q[i], ref.Q[i], "W_Q'");
-    expect_close_mat(w.W_V[i], ref.Vv[i], "W_V'");
-    expect_close_mat(w.W_O[i], ref.O[i], "W_O'");
+    expect_close_mat(w.W_Q(i), ref.Q[i], "W_Q'");
+    expect_close_mat(w.W_V(i), ref.Vv[i], "W_V'");
+    expect_close_mat(w.W_O(i), ref.O[i], "W_O'");
   }
 
   // 2. positivity: dense V×V circuits
