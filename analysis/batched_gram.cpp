@@ -33,36 +33,39 @@ torch::Tensor gram_tn(const torch::Tensor& X, int blocks) {
   return out;
 }
 
-PackedSym packed_sym_products(const torch::Tensor& A, const torch::Tensor& B, double offdiag_scale, int blocks) {
-  TORCH_CHECK(A.dim() == 3 && A.sizes() == B.sizes(), "packed_sym_products: expected two [n, r, C] stacks of one shape, got ",
-              A.sizes(), " and ", B.sizes());
-  const int64_t n = A.size(0);
-  const auto bl = column_blocks(A.size(2), blocks);
-  // Contiguous copies of the column blocks (small: n·r·C), so every bmm reads dense operands.
-  std::vector<torch::Tensor> Ab, Bb;
-  for (const auto& c : bl) {
-    Ab.push_back(A.narrow(2, c.first, c.second).transpose(1, 2).contiguous());  // [n, |a|, r]
-    Bb.push_back(B.narrow(2, c.first, c.second).contiguous());                  // [n, r, |b|]
-  }
-  PackedSym out;
+torch::Tensor sym_product_inner(const torch::Tensor& LA, const torch::Tensor& LB, const torch::Tensor& RA,
+                                const torch::Tensor& RB, const std::vector<InnerGroup>& groups, int blocks) {
+  TORCH_CHECK(LA.dim() == 3 && LA.sizes() == LB.sizes() && RA.dim() == 3 && RA.sizes() == RB.sizes() &&
+                  LA.size(2) == RA.size(2) && LA.scalar_type() == RA.scalar_type(),
+              "sym_product_inner: expected [nL, r, C] and [nR, r', C] stacks of one dtype in pairs, got ", LA.sizes(), ", ",
+              LB.sizes(), ", ", RA.sizes(), ", ", RB.sizes());
+  const int64_t nL = LA.size(0), nR = RA.size(0);
+  for (const auto& g : groups)
+    TORCH_CHECK(g.rows >= 0 && g.rows <= nL && g.col_begin >= 0 && g.cols >= 0 && g.col_begin + g.cols <= nR,
+                "sym_product_inner: group out of range");
+  torch::Tensor out = torch::zeros({nL, nR}, LA.options().dtype(torch::kFloat64));  // [nL, nR]
+  if (nL == 0 || nR == 0) return out;
+  const auto bl = column_blocks(LA.size(2), blocks);
+  const int64_t most = bl.front().second;  // the first block is the longest
+  // Block products of all items, reused for every block pair: [n, |a|·|b|] row-major rows.
+  torch::Tensor lbuf = torch::empty({nL, most * most}, LA.options());
+  torch::Tensor rbuf = torch::empty({nR, most * most}, RA.options());
   for (size_t a = 0; a < bl.size(); ++a)
     for (size_t b = a; b < bl.size(); ++b) {
-      torch::Tensor blk = models::gemm::bmm(Ab[a], Bb[b]);  // [n, |a|, |b|]
-      if (b != a && offdiag_scale != 1.0) blk.mul_(offdiag_scale);
-      out.push_back(blk.view({n, bl[a].second * bl[b].second}));
+      const int64_t la = bl[a].second, lb = bl[b].second;
+      // LA[:, :, a]ᵀ·LB[:, :, b]: strided column blocks go to the GEMM as they are.
+      torch::Tensor lblk = lbuf.narrow(1, 0, la * lb), rblk = rbuf.narrow(1, 0, la * lb);
+      torch::Tensor l3 = lblk.view({nL, la, lb}), r3 = rblk.view({nR, la, lb});
+      models::gemm::bmm_into(l3, LA.narrow(2, bl[a].first, la).transpose(1, 2), LB.narrow(2, bl[b].first, lb), 0.0,
+                             a == b ? 1.0 : 2.0);
+      models::gemm::bmm_into(r3, RA.narrow(2, bl[a].first, la).transpose(1, 2), RB.narrow(2, bl[b].first, lb));
+      for (const auto& g : groups) {
+        if (g.rows == 0 || g.cols == 0) continue;
+        torch::Tensor ip = models::gemm::mm(lblk.narrow(0, 0, g.rows), rblk.narrow(0, g.col_begin, g.cols).t());
+        out.narrow(0, 0, g.rows).narrow(1, g.col_begin, g.cols).add_(ip);  // accumulated in double
+      }
     }
   return out;
-}
-
-torch::Tensor packed_inner(const PackedSym& left, int64_t rows, const PackedSym& right) {
-  TORCH_CHECK(left.size() == right.size() && !left.empty(), "packed_inner: block lists differ (", left.size(), " vs ",
-              right.size(), ")");
-  torch::Tensor acc;
-  for (size_t k = 0; k < left.size(); ++k) {
-    torch::Tensor t = models::gemm::mm(left[k].narrow(0, 0, rows), right[k].t());  // [rows, m]
-    acc = k == 0 ? t.to(torch::kFloat64) : acc.add_(t);
-  }
-  return acc;
 }
 
 }  // namespace circuitlab::analysis

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "analysis/batched_gram.h"
+#include "models/gemm.h"
 
 namespace circuitlab::analysis {
 
@@ -39,40 +40,57 @@ CompositionScores composition_scores(const CircuitWeights& w, torch::Dtype dtype
   //   right Y = QK^{h2} = W_Q·W_Kᵀ (q):     Y·Yᵀ = W_Q·S_K·W_Qᵀ
   //         Y = (QK^{h2})ᵀ = W_K·W_Qᵀ (k):  Y·Yᵀ = W_K·S_Q·W_Kᵀ
   //         Y = OV^{h2} = W_V·W_O (v):      Y·Yᵀ = W_V·S_O·W_Vᵀ
-  // and ‖X‖² = ⟨S_V, S_O⟩, ‖Y‖² = ⟨S_Q, S_K⟩ or ⟨S_V, S_O⟩. Each D×D product is formed once per
-  // head as its upper column blocks (packed_sym_products: b(b+1)/2 of b² blocks, one bmm each,
-  // dtype), and the inner products of one later layer with every earlier head are one GEMM
-  // per block pair, [l2·H, |a|·|b|]·[|a|·|b|, 3H].
+  // and ‖X‖² = ⟨S_V, S_O⟩, ‖Y‖² = ⟨S_Q, S_K⟩ or ⟨S_V, S_O⟩. sym_product_inner forms the D×D
+  // products block by block (upper column blocks only, dtype) and takes all inner products of
+  // one block pair with a GEMM per group of later layers.
   const torch::Tensor &S_Q = s.S_Q, &S_K = s.S_K, &S_V = s.S_V, &S_O = s.S_O;  // [N, Dh, Dh]
   auto inner = [](const torch::Tensor& a, const torch::Tensor& b) { return (a * b).sum({1, 2}); };
   torch::Tensor n_ov = inner(S_V, S_O), n_qk = inner(S_Q, S_K);  // [N] squared norms, double
   const double* nov = n_ov.data_ptr<double>();
   const double* nqk = n_qk.data_ptr<double>();
+  const int64_t NR = static_cast<int64_t>(w.L - 1) * H, Dh = w.Dh, D = w.D;
+  const auto opt = torch::TensorOptions().dtype(dtype);
 
-  // Row factors [n, Dh, D] whose AᵀB is the symmetric D×D product.
-  torch::Tensor Ot = s.O.narrow(0, 0, NL);                                  // W_O      [NL, Dh, D]
-  torch::Tensor SVO = torch::bmm(S_V.narrow(0, 0, NL), Ot);                  // S_V·W_O  [NL, Dh, D]
-  PackedSym GL = packed_sym_products(Ot.to(dtype), SVO.to(dtype), 2.0);  // block pairs of [NL, |a|·|b|]
-  for (int l2 = 1; l2 < w.L; ++l2) {
-    auto later = [&](const torch::Tensor& t) { return t.narrow(0, static_cast<int64_t>(l2) * H, H); };
-    torch::Tensor Qt = later(s.Q).transpose(1, 2), Kt = later(s.K).transpose(1, 2), Vt = later(s.V).transpose(1, 2);
-    torch::Tensor A = torch::cat({Qt, Kt, Vt}, 0);                                                   // [3H, Dh, D]
-    torch::Tensor B = torch::cat({torch::bmm(later(S_K), Qt), torch::bmm(later(S_Q), Kt), torch::bmm(later(S_O), Vt)}, 0);
-    PackedSym GR = packed_sym_products(A.to(dtype), B.to(dtype), 1.0);                               // [3H, ·]
-    torch::Tensor ip = packed_inner(GL, static_cast<int64_t>(l2) * H, GR).contiguous();             // [l2·H, 3H]
-    const double* p = ip.data_ptr<double>();
-    for (int j1 = 0; j1 < l2 * H; ++j1)
-      for (int kind = 0; kind < 3; ++kind)
-        for (int h2 = 0; h2 < H; ++h2) {
-          const int i2 = w.idx(l2, h2);
-          const double nr = kind == 2 ? nov[i2] : nqk[i2];
-          const double denom = nov[j1] * nr;
-          const double val = p[static_cast<size_t>(j1) * 3 * H + kind * H + h2];
-          const double sc = denom > 0 ? std::sqrt(std::max(0.0, val) / denom) : 0.0;
-          auto& dst = kind == 0 ? out.q : kind == 1 ? out.k : out.v;
-          dst[out.index(j1 / H, j1 % H, l2, h2)] = sc;
-        }
+  // Left factors [NL, Dh, D]: XᵀX = W_Oᵀ·(S_V·W_O).
+  torch::Tensor LA = s.O.narrow(0, 0, NL).to(dtype);
+  torch::Tensor LB = torch::empty({NL, Dh, D}, opt);
+  models::gemm::bmm_into(LB, S_V.narrow(0, 0, NL).to(dtype), LA);
+  // Right factors of the later heads [(L−1)·3·H, Dh, D], ordered (layer, kind q/k/v, head), written
+  // in place: RA = W_Qᵀ, W_Kᵀ, W_Vᵀ; RB = S_K·W_Qᵀ, S_Q·W_Kᵀ, S_O·W_Vᵀ.
+  torch::Tensor RA = torch::empty({w.L - 1, 3, H, Dh, D}, opt), RB = torch::empty({w.L - 1, 3, H, Dh, D}, opt);
+  const torch::Tensor* factor[3] = {&s.Q, &s.K, &s.V};
+  const torch::Tensor* core[3] = {&S_K, &S_Q, &S_O};
+  for (int l2 = 1; l2 < w.L; ++l2)
+    for (int kind = 0; kind < 3; ++kind) {
+      torch::Tensor ra = RA[l2 - 1][kind], rb = RB[l2 - 1][kind];  // [H, Dh, D]
+      ra.copy_(factor[kind]->narrow(0, static_cast<int64_t>(l2) * H, H).transpose(1, 2));
+      models::gemm::bmm_into(rb, core[kind]->narrow(0, static_cast<int64_t>(l2) * H, H).to(dtype), ra);
+    }
+  RA = RA.view({3 * NR, Dh, D});
+  RB = RB.view({3 * NR, Dh, D});
+  // Later layers in groups (one inner-product GEMM each per block pair): group [a, b] needs the
+  // left rows of layers < b. A few groups keep the GEMMs wide and the unneeded pairs few.
+  const int n_groups = static_cast<int>(std::clamp<int64_t>(3 * NR / 128, 1, w.L - 1));
+  std::vector<InnerGroup> groups;
+  for (const auto& g : column_blocks(w.L - 1, n_groups)) {  // later layers g.first+1 .. g.first+g.second
+    const int64_t last = g.first + g.second;                 // 1-based index of the group's last layer
+    groups.push_back({last * H, g.first * 3 * H, g.second * 3 * H});
   }
+  torch::Tensor ip = sym_product_inner(LA, LB, RA, RB, groups).contiguous();  // [NL, 3·NR] double
+  const double* p = ip.data_ptr<double>();
+  for (int l2 = 1; l2 < w.L; ++l2)
+    for (int kind = 0; kind < 3; ++kind)
+      for (int h2 = 0; h2 < H; ++h2) {
+        const int i2 = w.idx(l2, h2);
+        const double nr = kind == 2 ? nov[i2] : nqk[i2];
+        const int64_t col = ((static_cast<int64_t>(l2) - 1) * 3 + kind) * H + h2;
+        auto& dst = kind == 0 ? out.q : kind == 1 ? out.k : out.v;
+        for (int j1 = 0; j1 < l2 * H; ++j1) {
+          const double denom = nov[j1] * nr;
+          const double val = p[static_cast<size_t>(j1) * 3 * NR + col];
+          dst[out.index(j1 / H, j1 % H, l2, h2)] = denom > 0 ? std::sqrt(std::max(0.0, val) / denom) : 0.0;
+        }
+      }
   return out;
 }
 

@@ -20,8 +20,9 @@ struct CompositionScores {
 };
 
 // Fast path, exact: ‖L·R‖² = ⟨LᵀL, R·Rᵀ⟩ with each head's D×D product LᵀL = W_Oᵀ·(W_VᵀW_V)·W_O
-// (and likewise for R·Rᵀ) formed once from its Dh×Dh Gram core, packed as upper column blocks
-// (symmetric), and one GEMM of inner products per later layer. No QR, no cyclic shortcut.
+// (and likewise for R·Rᵀ) formed block by block from its Dh×Dh Gram core (upper column blocks:
+// symmetric), the inner products one GEMM per block pair and group of later layers
+// (batched_gram.h: sym_product_inner). No QR, no cyclic shortcut.
 // dtype: precision of the D×D products and the inner-product GEMM (norms and Dh×Dh cores double).
 CompositionScores composition_scores(const CircuitWeights& w, torch::Dtype dtype = torch::kFloat64);
 

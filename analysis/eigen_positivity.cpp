@@ -74,9 +74,12 @@ std::vector<HeadPositivity> head_positivities(const CircuitWeights& w, const Emb
   const StackedHeads& s = w.stacked;
   torch::Tensor GV = times_each(g.ov, s.V, dt);  // G_ov·W_V [N, D, Dh]
   torch::Tensor GQ = times_each(g.qk, s.Q, dt);  // G_qk·W_Q [N, D, Dh]
-  torch::Tensor ov_core = torch::bmm(s.O.to(dt), GV).to(torch::kFloat64);                 // W_O·G_ov·W_V [N, Dh, Dh]
-  torch::Tensor qk_core = torch::bmm(s.K.to(dt).transpose(1, 2), GQ).to(torch::kFloat64);  // W_Kᵀ·G_qk·W_Q
-  torch::Tensor resid_core = torch::bmm(s.O, s.V);                                      // W_O·W_V [N, Dh, Dh]
+  // Per-head products through gemm::bmm (float32: oneDNN, heads over the threads).
+  auto bmm = [](const torch::Tensor& a, const torch::Tensor& b) { return models::gemm::bmm(a, b).to(torch::kFloat64); };
+  const torch::Tensor Odt = s.O.to(dt), Vdt = s.V.to(dt), Kdt = s.K.to(dt);
+  torch::Tensor ov_core = bmm(Odt, GV);                   // W_O·G_ov·W_V [N, Dh, Dh]
+  torch::Tensor qk_core = bmm(Kdt.transpose(1, 2), GQ);  // W_Kᵀ·G_qk·W_Q
+  torch::Tensor resid_core = bmm(Odt, Vdt);              // W_O·W_V [N, Dh, Dh]
   // ‖W_V·W_O‖² = ⟨W_VᵀW_V, W_O·W_Oᵀ⟩, ‖W_Q·W_Kᵀ‖² = ⟨W_QᵀW_Q, W_KᵀW_K⟩ (Dh×Dh Grams, double).
   auto inner = [](const torch::Tensor& a, const torch::Tensor& b) { return (a * b).sum({1, 2}); };
   torch::Tensor ov_norm = inner(s.S_V, s.S_O).sqrt();  // [N]
@@ -90,7 +93,6 @@ std::vector<HeadPositivity> head_positivities(const CircuitWeights& w, const Emb
   std::vector<int> kc_src;
   if (have_prev && w.L > 1) {
     torch::Tensor mix = torch::zeros({w.D, w.D}, torch::TensorOptions().dtype(dt));  // Σ c_j (OV^j)ᵀ [D, D]
-    torch::Tensor Odt = s.O.to(dt), Vdt = s.V.to(dt), Kdt = s.K.to(dt);
     int best = -1;
     double best_score = -1;  // the earlier head with the largest prev-token score (first on ties)
     for (int l = 1; l < w.L; ++l) {

@@ -81,27 +81,39 @@ at::Tensor mm(const at::Tensor& a, const at::Tensor& b) { return linear(a, b, at
 at::Tensor bmm(const at::Tensor& a, const at::Tensor& b) {
   TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1),
               "gemm::bmm: expected a [n, M, K] · b [n, K, N], got ", a.sizes(), " and ", b.sizes());
+  at::Tensor out = at::empty({a.size(0), a.size(1), b.size(2)}, a.options());  // [n, M, N]
+  bmm_into(out, a, b);
+  return out;
+}
+
+void bmm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta, double alpha) {
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3 && a.size(0) == b.size(0) && c.size(0) == a.size(0) &&
+                  a.size(2) == b.size(1) && c.size(1) == a.size(1) && c.size(2) == b.size(2),
+              "gemm::bmm_into: expected a [n, M, K] · b [n, K, N] into c [n, M, N], got ", a.sizes(), ", ", b.sizes(),
+              ", ", c.sizes());
 #ifdef CIRCUITLAB_HAVE_DNNL
   const int64_t n = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
   Operand A, B;
-  if (dnnl_enabled() && n > 0 && M > 0 && N > 0 && K > 0 && eligible(a) && eligible(b) && as_operand(a[0], A) &&
-      as_operand(b[0], B)) {
-    at::Tensor out = at::empty({n, M, N}, a.options());  // [n, M, N]
+  if (dnnl_enabled() && n > 0 && M > 0 && N > 0 && K > 0 && eligible(a) && eligible(b) && eligible(c) &&
+      c.stride(2) == 1 && c.stride(1) >= N && as_operand(a[0], A) && as_operand(b[0], B)) {
     const float* ap = a.data_ptr<float>();
     const float* bp = b.data_ptr<float>();
-    float* op = out.data_ptr<float>();
-    const int64_t sa = a.stride(0), sb = b.stride(0);
+    float* cp = c.data_ptr<float>();
+    const int64_t sa = a.stride(0), sb = b.stride(0), sc = c.stride(0), ldc = c.stride(1);
     std::atomic<bool> ok{true};
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
-        if (dnnl_sgemm(A.trans, B.trans, M, N, K, 1.0f, ap + i * sa, A.ld, bp + i * sb, B.ld, 0.0f, op + i * M * N, N) !=
-            dnnl_success)
+        if (dnnl_sgemm(A.trans, B.trans, M, N, K, static_cast<float>(alpha), ap + i * sa, A.ld, bp + i * sb, B.ld,
+                       static_cast<float>(beta), cp + i * sc, ldc) != dnnl_success)
           ok = false;
     });
-    if (ok) return out;
+    if (ok) return;
   }
 #endif
-  return torch::bmm(a, b);
+  if (beta == 0)
+    c.copy_(alpha == 1.0 ? at::bmm(a, b) : at::bmm(a, b).mul_(alpha));  // c may be a strided view
+  else
+    c.baddbmm_(a, b, beta, alpha);
 }
 
 void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta, double alpha) {

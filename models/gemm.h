@@ -21,6 +21,11 @@ at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 // the intra-op threads (each sgemm single-threaded inside). Each item row-major or transposed.
 at::Tensor bmm(const at::Tensor& a, const at::Tensor& b);
 
+// Batched c[i] = alpha · a[i] · b[i] + beta · c[i], in place, for many small products: items
+// spread over the intra-op threads, each sgemm single-threaded inside. Operand layouts as in bmm;
+// c's items row-major with a unit inner stride (any item stride).
+void bmm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta = 0.0, double alpha = 1.0);
+
 // c = alpha · a · b + beta · c, in place: a [M, K], b [K, N], c [M, N] with a unit inner stride
 // (a row block of a bigger buffer is fine), or batches of them ([n, ...] each, one sgemm per
 // item). beta 0 overwrites c (NaN included), beta 1 accumulates.

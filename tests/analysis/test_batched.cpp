@@ -1,5 +1,5 @@
-// The batched building blocks of the fast weight analyses: block-triangular Grams and packed
-// symmetric inner products against plain loops, the batched per-head positivity against the
+// The batched building blocks of the fast weight analyses: block-triangular Grams and inner
+// products of symmetric products against plain loops, the batched per-head positivity against the
 // one-head-at-a-time cores, and the float32 large-GEMM path against float64 on a model with
 // more than one column block per side. Tolerances: 1e-10 relative in double, 1e-4 for float32.
 #include <gtest/gtest.h>
@@ -53,28 +53,34 @@ TEST(BatchedGram, GramMatchesLoops) {
   for (int b : {1, 2, 3, 4, 5, 13}) expect_close_tensor(gram_tn(X, b), want, kRtol, kAtol, "gram_tn blocks=" + std::to_string(b));
 }
 
-TEST(BatchedGram, PackedProductsGiveFrobeniusInnerProducts) {
-  // X_i = A_iᵀ·(S_i·A_i) and Y_j = B_jᵀ·(T_j·B_j) symmetric [C, C]; packed(X)·packed(Y)ᵀ = ⟨X_i, Y_j⟩.
+TEST(BatchedGram, SymProductInnerGivesFrobeniusInnerProducts) {
+  // X_i = A_iᵀ·(S_i·A_i) and Y_j = B_jᵀ·(T_j·B_j) symmetric [C, C]; out[i, j] = ⟨X_i, Y_j⟩ on the
+  // entries the groups ask for, 0 elsewhere. float64 and float32 (oneDNN path) inputs.
   torch::manual_seed(4);
-  const int64_t n = 3, m = 2, r = 4, C = 11;
+  const int64_t n = 5, m = 4, r = 4, C = 11;
   auto sym = [](int64_t k, int64_t d) {
     torch::Tensor s = torch::randn({k, d, d}, torch::kFloat64);
     return s + s.transpose(1, 2);
   };
   torch::Tensor A = torch::randn({n, r, C}, torch::kFloat64), B = torch::randn({m, r, C}, torch::kFloat64);
   torch::Tensor SA = torch::bmm(sym(n, r), A), TB = torch::bmm(sym(m, r), B);
+  const std::vector<InnerGroup> groups{{2, 0, 1}, {5, 1, 2}, {0, 3, 1}};  // the last asks for nothing
   torch::Tensor want = torch::zeros({n, m}, torch::kFloat64);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < m; ++j) {
-      Mat X = testing::from_tensor(A[i].t().mm(SA[i])), Y = testing::from_tensor(B[j].t().mm(TB[j]));
-      double s = 0;
-      for (int a = 0; a < C; ++a)
-        for (int b = 0; b < C; ++b) s += X(a, b) * Y(a, b);
-      want[i][j] = s;
-    }
+  for (const auto& g : groups)
+    for (int64_t i = 0; i < g.rows; ++i)
+      for (int64_t j = g.col_begin; j < g.col_begin + g.cols; ++j) {
+        Mat X = testing::from_tensor(A[i].t().mm(SA[i])), Y = testing::from_tensor(B[j].t().mm(TB[j]));
+        double s = 0;
+        for (int a = 0; a < C; ++a)
+          for (int b = 0; b < C; ++b) s += X(a, b) * Y(a, b);
+        want[i][j] = s;
+      }
   for (int b : {1, 2, 3, 4}) {
-    torch::Tensor got = packed_inner(packed_sym_products(A, SA, 2.0, b), n, packed_sym_products(B, TB, 1.0, b));
-    expect_close_tensor(got, want, kRtol, 1e-9, "packed inner products blocks=" + std::to_string(b));
+    torch::Tensor got = sym_product_inner(A, SA, B, TB, groups, b);
+    expect_close_tensor(got, want, kRtol, 1e-9, "inner products blocks=" + std::to_string(b));
+    auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
+    torch::Tensor got32 = sym_product_inner(f(A), f(SA), f(B), f(TB), groups, b);
+    expect_close_tensor(got32, want, 1e-4, 1e-3, "float32 inner products blocks=" + std::to_string(b));
   }
 }
 
@@ -136,6 +142,34 @@ TEST(BatchedPositivity, Float32LargeGemmsStayWithin1e4) {
   for (size_t i = 0; i < c64.q.size(); ++i)
     worst = std::max({worst, std::abs(c32.q[i] - c64.q[i]), std::abs(c32.k[i] - c64.k[i]), std::abs(c32.v[i] - c64.v[i])});
   EXPECT_LE(worst, 1e-4) << "worst composition difference float32 vs float64";
+}
+
+TEST(BatchedComposition, LayerGroupsMatchOnePairAtATime) {
+  // Enough later heads (3·(L−1)·H ≥ 256) that the inner products run in several layer groups;
+  // every pair, both dtypes, against the FactoredMatrix definition.
+  models::ModelConfig cfg = medium(false);
+  cfg.n_layers = 4;
+  cfg.n_heads = 30;
+  cfg.d_model = 16;
+  cfg.d_head = 4;
+  auto sd = testing::random_state_dict(cfg, 8);
+  FoldOptions f32;
+  f32.big_dtype = torch::kFloat32;
+  CircuitWeights w = fold_circuit_weights(cfg, sd), w32 = fold_circuit_weights(cfg, sd, f32);
+  CompositionScores c = composition_scores(w, torch::kFloat64), c32 = composition_scores(w32, torch::kFloat32);
+  testing::Close close{1e-9, 1e-12};
+  double worst32 = 0;
+  for (int l1 = 0; l1 < cfg.n_layers; ++l1)
+    for (int h1 = 0; h1 < cfg.n_heads; ++h1)
+      for (int l2 = 0; l2 < cfg.n_layers; ++l2)
+        for (int h2 = 0; h2 < cfg.n_heads; ++h2)
+          for (CompKind kind : {CompKind::Q, CompKind::K, CompKind::V}) {
+            const double want = l1 < l2 ? composition_score_pair(w, kind, l1, h1, l2, h2) : 0.0;
+            ASSERT_TRUE(close(c.at(kind, l1, h1, l2, h2), want))
+                << "kind " << int(kind) << " L" << l1 << "H" << h1 << " -> L" << l2 << "H" << h2;
+            worst32 = std::max(worst32, std::abs(c32.at(kind, l1, h1, l2, h2) - want));
+          }
+  EXPECT_LE(worst32, 1e-4) << "worst float32 composition difference";
 }
 
 }  // namespace

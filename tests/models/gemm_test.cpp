@@ -73,6 +73,25 @@ TEST(Gemm, MmIntoBatchesWithAlphaAndBeta) {
   EXPECT_TRUE(all_close(c, ref, kGemmRtol, kGemmAtol, "batched alpha 2, beta 0.5"));
 }
 
+TEST(Gemm, BmmIntoWritesStridedItemsWithAlphaAndBeta) {
+  // c's items are row blocks of a wider buffer (item stride 40, row stride 5): the block products
+  // of the analysis' symmetric inner products. float32 (oneDNN) and float64 (LibTorch fallback).
+  torch::manual_seed(11);
+  for (auto dt : {torch::kFloat32, torch::kFloat64}) {
+    const int64_t n = 5, M = 4, K = 7, N = 5;
+    torch::Tensor a = torch::randn({n, K, M}, dt).transpose(1, 2), b = torch::randn({n, K, 9}, dt).narrow(2, 2, N);
+    torch::Tensor buf = torch::randn({n, 40}, dt);
+    torch::Tensor c = buf.narrow(1, 0, M * N).view({n, M, N});
+    torch::Tensor before = c.to(torch::kDouble).clone(), tail = buf.narrow(1, M * N, 40 - M * N).clone();
+    torch::Tensor prod = torch::bmm(a.to(torch::kDouble), b.to(torch::kDouble));
+    gemm::bmm_into(c, a, b, 0.5, 2.0);
+    EXPECT_TRUE(all_close(c, 0.5 * before + 2.0 * prod, kGemmRtol, kGemmAtol, "bmm_into beta 0.5"));
+    gemm::bmm_into(c, a, b, 0.0, 3.0);
+    EXPECT_TRUE(all_close(c, 3.0 * prod, kGemmRtol, kGemmAtol, "bmm_into beta 0"));
+    EXPECT_TRUE(torch::equal(buf.narrow(1, M * N, 40 - M * N), tail)) << "bmm_into wrote outside its items";
+  }
+}
+
 TEST(Gemm, HeadResultsEqualPerHeadProducts) {
   torch::manual_seed(3);
   const int64_t B = 2, T = 5, H = 3, Dh = 4, D = 7;
