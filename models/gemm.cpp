@@ -87,33 +87,51 @@ at::Tensor bmm(const at::Tensor& a, const at::Tensor& b) {
 }
 
 void bmm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta, double alpha) {
-  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3 && a.size(0) == b.size(0) && c.size(0) == a.size(0) &&
-                  a.size(2) == b.size(1) && c.size(1) == a.size(1) && c.size(2) == b.size(2),
-              "gemm::bmm_into: expected a [n, M, K] · b [n, K, N] into c [n, M, N], got ", a.sizes(), ", ", b.sizes(),
-              ", ", c.sizes());
+  const int64_t d = c.dim();
+  bool shapes = d >= 3 && a.dim() == d && b.dim() == d && a.size(-1) == b.size(-2) && c.size(-2) == a.size(-2) &&
+                c.size(-1) == b.size(-1);
+  for (int64_t i = 0; shapes && i < d - 2; ++i) shapes = a.size(i) == c.size(i) && b.size(i) == c.size(i);
+  TORCH_CHECK(shapes, "gemm::bmm_into: expected a [..., M, K] · b [..., K, N] into c [..., M, N] (same batch shape), got ",
+              a.sizes(), ", ", b.sizes(), ", ", c.sizes());
 #ifdef CIRCUITLAB_HAVE_DNNL
-  const int64_t n = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
+  const int64_t M = c.size(-2), K = a.size(-1), N = c.size(-1);
+  int64_t n = 1;
+  for (int64_t i = 0; i < d - 2; ++i) n *= c.size(i);
+  auto first = [](at::Tensor t) {  // the first item, [rows, cols]
+    while (t.dim() > 2) t = t.select(0, 0);
+    return t;
+  };
   Operand A, B;
   if (dnnl_enabled() && n > 0 && M > 0 && N > 0 && K > 0 && eligible(a) && eligible(b) && eligible(c) &&
-      c.stride(2) == 1 && c.stride(1) >= N && as_operand(a[0], A) && as_operand(b[0], B)) {
+      c.stride(-1) == 1 && c.stride(-2) >= N && as_operand(first(a), A) && as_operand(first(b), B)) {
+    // Element offset of item i in t: i decomposed over the batch sizes, times t's strides.
+    auto offset = [&](const at::Tensor& t, int64_t i) {
+      int64_t off = 0;
+      for (int64_t k = d - 3; k >= 0; --k) {
+        off += (i % c.size(k)) * t.stride(k);
+        i /= c.size(k);
+      }
+      return off;
+    };
     const float* ap = a.data_ptr<float>();
     const float* bp = b.data_ptr<float>();
     float* cp = c.data_ptr<float>();
-    const int64_t sa = a.stride(0), sb = b.stride(0), sc = c.stride(0), ldc = c.stride(1);
+    const int64_t ldc = c.stride(-2);
     std::atomic<bool> ok{true};
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
-        if (dnnl_sgemm(A.trans, B.trans, M, N, K, static_cast<float>(alpha), ap + i * sa, A.ld, bp + i * sb, B.ld,
-                       static_cast<float>(beta), cp + i * sc, ldc) != dnnl_success)
+        if (dnnl_sgemm(A.trans, B.trans, M, N, K, static_cast<float>(alpha), ap + offset(a, i), A.ld, bp + offset(b, i),
+                       B.ld, static_cast<float>(beta), cp + offset(c, i), ldc) != dnnl_success)
           ok = false;
     });
     if (ok) return;
   }
 #endif
+  at::Tensor prod = at::matmul(a, b);  // c may be a strided view: computed aside, then written
   if (beta == 0)
-    c.copy_(alpha == 1.0 ? at::bmm(a, b) : at::bmm(a, b).mul_(alpha));  // c may be a strided view
+    c.copy_(alpha == 1.0 ? prod : prod.mul_(alpha));
   else
-    c.baddbmm_(a, b, beta, alpha);
+    c.mul_(beta).add_(prod, alpha);
 }
 
 void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta, double alpha) {

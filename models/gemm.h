@@ -22,8 +22,10 @@ at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 at::Tensor bmm(const at::Tensor& a, const at::Tensor& b);
 
 // Batched c[i] = alpha · a[i] · b[i] + beta · c[i], in place, for many small products: items
-// spread over the intra-op threads, each sgemm single-threaded inside. Operand layouts as in bmm;
-// c's items row-major with a unit inner stride (any item stride).
+// spread over the intra-op threads, each sgemm single-threaded inside. One or more batch
+// dimensions (a [..., M, K], b [..., K, N], c [..., M, N], same batch shape, any batch strides:
+// e.g. per-(sequence, head) blocks of a [B, T, H, Dh] activation). Items' layouts as in bmm; c's
+// items row-major with a unit inner stride.
 void bmm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta = 0.0, double alpha = 1.0);
 
 // c = alpha · a · b + beta · c, in place: a [M, K], b [K, N], c [M, N] with a unit inner stride

@@ -25,9 +25,19 @@ constexpr int64_t kChunkBytes = 1 << 20;
 
 // C = alpha·A·B + beta·C for matrices (2-D) or batches of them (3-D), written into C's memory:
 // models/gemm.h (oneDNN sgemm for float32, ATen otherwise; CIRCUITLAB_GEMM=torch turns
-// oneDNN off). beta = 0 ignores C's previous contents (NaN included).
-void gemm(const Tensor& A, const Tensor& B, Tensor& C, double alpha = 1.0, double beta = 0.0) {
-  models::gemm::mm_into(C, A, B, beta, alpha);
+// oneDNN off). beta = 0 ignores C's previous contents (NaN included). Batches are the per-head
+// attention products (T×T×Dh): items go over the threads, one single-threaded sgemm each.
+void gemm(const Tensor& A, const Tensor& B, Tensor C, double alpha = 1.0, double beta = 0.0) {
+  if (C.dim() >= 3)
+    models::gemm::bmm_into(C, A, B, beta, alpha);
+  else
+    models::gemm::mm_into(C, A, B, beta, alpha);
+}
+
+// Per-(sequence, head) blocks [b, H, T, Dh] of part p (0 q, 1 k, 2 v) of a [N, 3·HD] activation
+// whose columns are (q|k|v, head, d_head): strided views, no copies.
+Tensor head_blocks(const Tensor& flat, int64_t p, int64_t b, int64_t T, int64_t H, int64_t Dh) {
+  return flat.view({b, T, 3, H, Dh}).select(2, p).permute({0, 2, 1, 3});
 }
 }  // namespace
 
@@ -45,15 +55,14 @@ struct FastAttnOnly::Impl {
   std::vector<Tensor> w_qkv;     // per layer [D, 3·HD]
   std::vector<Tensor> resid;     // L+1 × [N, D]: input of layer l; resid[L] feeds the unembed
   std::vector<Tensor> qk_in;     // per layer [N, D] (shortformer: resid + pos)
-  std::vector<Tensor> qkv_h;     // per layer [3, b·H, T, Dh]
+  std::vector<Tensor> qkv;       // per layer [N, 3·HD], columns (q|k|v, head, d_head)
   std::vector<Tensor> pattern;   // per layer [b·H, T, T]
   std::vector<Tensor> z;         // per layer [N, HD]
-  Tensor qkv_flat;               // [N, 3·HD]
   Tensor scores;                 // [b·H, T, T]
   Tensor causal;                 // [T, T] bool, true above the diagonal
   Tensor logits;                 // [chunk, V_out]
   Tensor dresid, dtmp;           // [N, D]
-  Tensor dz_h, dqkv_h, dP, dS;   // [b·H, T, Dh], [3, b·H, T, Dh], [b·H, T, T] ×2
+  Tensor dP, dS;                 // [b·H, T, T] ×2
   Tensor dz_flat, dqkv_flat;     // [N, HD], [N, 3·HD]
   // Gradient buffers in flat layouts, added into .grad() at the end.
   Tensor gW_E, gW_pos, gW_U, gb_U;
@@ -68,16 +77,15 @@ struct FastAttnOnly::Impl {
     resid.assign(L + 1, Tensor());
     for (auto& r : resid) r = torch::empty({N, D}, o);
     qk_in.assign(L, Tensor());
-    qkv_h.assign(L, Tensor());
+    qkv.assign(L, Tensor());
     pattern.assign(L, Tensor());
     z.assign(L, Tensor());
     for (int64_t l = 0; l < L; ++l) {
       if (shortformer) qk_in[l] = torch::empty({N, D}, o);
-      qkv_h[l] = torch::empty({3, b * H, T, Dh}, o);
+      qkv[l] = torch::empty({N, 3 * HD}, o);
       pattern[l] = torch::empty({b * H, T, T}, o);
       z[l] = torch::empty({N, HD}, o);
     }
-    qkv_flat = torch::empty({N, 3 * HD}, o);
     scores = torch::empty({b * H, T, T}, o);
     causal = torch::ones({T, T}, o.dtype(torch::kBool)).triu(1);
     // One L2-sized block of rows per thread (each core has its own L2).
@@ -87,8 +95,6 @@ struct FastAttnOnly::Impl {
     dresid = torch::empty({N, D}, o);
     dtmp = torch::empty({N, D}, o);
     dpos_rows = torch::empty({N, D}, o);
-    dz_h = torch::empty({b * H, T, Dh}, o);
-    dqkv_h = torch::empty({3, b * H, T, Dh}, o);
     dP = torch::empty({b * H, T, T}, o);
     dS = torch::empty({b * H, T, T}, o);
     dz_flat = torch::empty({N, HD}, o);
@@ -211,30 +217,27 @@ double FastAttnOnly::forward_backward(const Tensor& x_in, const Tensor& y_in, do
     w4.select(1, 2).copy_(I.W_V[l].permute({1, 0, 2}));
     const Tensor& r = I.resid[l];
     if (!I.shortformer) {
-      gemm(r, I.w_qkv[l], I.qkv_flat);  // [N, 3HD]
+      gemm(r, I.w_qkv[l], I.qkv[l]);  // [N, 3HD]
     } else {
       Tensor qk3 = I.qk_in[l].view({b, T, D});
       at::add_out(qk3, r.view({b, T, D}), pos);
-      auto qk_cols = I.qkv_flat.slice(1, 0, 2 * HD), v_cols = I.qkv_flat.slice(1, 2 * HD, 3 * HD);
+      auto qk_cols = I.qkv[l].slice(1, 0, 2 * HD), v_cols = I.qkv[l].slice(1, 2 * HD, 3 * HD);
       gemm(I.qk_in[l], I.w_qkv[l].slice(1, 0, 2 * HD), qk_cols);
       gemm(r, I.w_qkv[l].slice(1, 2 * HD, 3 * HD), v_cols);
     }
     if (I.bias) {
-      auto b3 = I.qkv_flat.view({N, 3, H, Dh});
+      auto b3 = I.qkv[l].view({N, 3, H, Dh});
       b3.select(1, 0).add_(I.b_Q[l]);
       b3.select(1, 1).add_(I.b_K[l]);
       b3.select(1, 2).add_(I.b_V[l]);
     }
-    // [N, 3HD] = [b, T, 3, H, Dh] -> [3, b, H, T, Dh]
-    I.qkv_h[l].view({3, b, H, T, Dh}).copy_(I.qkv_flat.view({b, T, 3, H, Dh}).permute({2, 0, 3, 1, 4}));
-    Tensor q = I.qkv_h[l][0];  // stored pre-scaled: q' = q / sqrt(Dh)   [bH, T, Dh]
-    const Tensor k = I.qkv_h[l][1], v = I.qkv_h[l][2];
-    q.mul_(scale);
-    gemm(q, k.transpose(1, 2), I.scores);  // [bH, T, T]
+    // Per-(sequence, head) products on strided blocks of qkv [N, 3HD] and z [N, HD]: no copies.
+    const Tensor q = head_blocks(I.qkv[l], 0, b, T, H, Dh), k = head_blocks(I.qkv[l], 1, b, T, H, Dh),
+                 v = head_blocks(I.qkv[l], 2, b, T, H, Dh);  // [b, H, T, Dh]
+    gemm(q, k.transpose(-1, -2), I.scores.view({b, H, T, T}), scale);  // s·q·kᵀ   [bH, T, T]
     I.scores.masked_fill_(I.causal, -std::numeric_limits<double>::infinity());
     at::_softmax_out(I.pattern[l], I.scores, -1, false);
-    gemm(I.pattern[l], v, I.dz_h);  // z per head [bH, T, Dh] (dz_h is scratch here)
-    I.z[l].view({b, T, H, Dh}).copy_(I.dz_h.view({b, H, T, Dh}).permute({0, 2, 1, 3}));
+    gemm(I.pattern[l].view({b, H, T, T}), v, I.z[l].view({b, T, H, Dh}).permute({0, 2, 1, 3}));  // z = P·v
     // resid[l+1] = resid[l] + z · W_O (+ b_O)
     I.resid[l + 1].copy_(r);
     gemm(I.z[l], I.W_O[l].view({HD, D}), I.resid[l + 1], 1.0, 1.0);
@@ -316,17 +319,17 @@ double FastAttnOnly::forward_backward(const Tensor& x_in, const Tensor& y_in, do
     gemm(I.z[l].t(), I.dresid, I.gW_O[l]);  // [HD, D]
     if (I.bias) at::sum_out(I.gb_O[l], I.dresid, {0});
     gemm(I.dresid, I.W_O[l].view({HD, D}).t(), I.dz_flat);  // [N, HD]
-    I.dz_h.view({b, H, T, Dh}).copy_(I.dz_flat.view({b, T, H, Dh}).permute({0, 2, 1, 3}));
-    const Tensor q = I.qkv_h[l][0], k = I.qkv_h[l][1], v = I.qkv_h[l][2];
-    const Tensor& P = I.pattern[l];
-    gemm(I.dz_h, v.transpose(1, 2), I.dP);           // dP = dz · vᵀ   [bH, T, T]
-    Tensor dq = I.dqkv_h[0], dk = I.dqkv_h[1], dv_h = I.dqkv_h[2];
-    gemm(P.transpose(1, 2), I.dz_h, dv_h);           // dv = Pᵀ · dz   [bH, T, Dh]
-    at::_softmax_backward_data_out(I.dS, I.dP, P, -1, P.scalar_type());  // dS (masked entries: P = 0)
-    gemm(I.dS, k, dq, scale);                // dq = s·dS·k
-    gemm(I.dS.transpose(1, 2), q, dk);       // dk = dSᵀ·q' (q' carries s)
-    // [3, b, H, T, Dh] -> [N, 3HD] with columns (q|k|v, head, d_head)
-    I.dqkv_flat.view({b, T, 3, H, Dh}).copy_(I.dqkv_h.view({3, b, H, T, Dh}).permute({1, 3, 0, 2, 4}));
+    // Per-(sequence, head) blocks again: dz from dz_flat, dq/dk/dv straight into dqkv_flat.
+    const Tensor dz = I.dz_flat.view({b, T, H, Dh}).permute({0, 2, 1, 3});  // [b, H, T, Dh]
+    auto part = [&](const Tensor& flat, int64_t p) { return head_blocks(flat, p, b, T, H, Dh); };
+    const Tensor q = part(I.qkv[l], 0), k = part(I.qkv[l], 1), v = part(I.qkv[l], 2);
+    const Tensor P = I.pattern[l].view({b, H, T, T});
+    const Tensor dS = I.dS.view({b, H, T, T});
+    gemm(dz, v.transpose(-1, -2), I.dP.view({b, H, T, T}));  // dP = dz · vᵀ
+    gemm(P.transpose(-1, -2), dz, part(I.dqkv_flat, 2));      // dv = Pᵀ · dz
+    at::_softmax_backward_data_out(I.dS, I.dP, I.pattern[l], -1, P.scalar_type());  // dS (masked entries: P = 0)
+    gemm(dS, k, part(I.dqkv_flat, 0), scale);                  // dq = s·dS·k
+    gemm(dS.transpose(-1, -2), q, part(I.dqkv_flat, 1), scale);  // dk = s·dSᵀ·q
     if (I.bias) at::sum_out(I.gb_qkv[l], I.dqkv_flat, {0});
     if (!I.shortformer) {
       gemm(r.t(), I.dqkv_flat, I.gW_qkv[l]);                  // [D, 3HD]

@@ -92,6 +92,26 @@ TEST(Gemm, BmmIntoWritesStridedItemsWithAlphaAndBeta) {
   }
 }
 
+TEST(Gemm, BmmIntoTakesTwoBatchDimensionsOfStridedBlocks) {
+  // The attention layout: per-(sequence, head) [T, Dh] blocks of a [B, T, 3, H, Dh] activation,
+  // products written into the [B, T, H, Dh] blocks of another. float32 and float64.
+  torch::manual_seed(12);
+  for (auto dt : {torch::kFloat32, torch::kFloat64}) {
+    const int64_t B = 3, T = 6, H = 2, Dh = 4;
+    torch::Tensor qkv = torch::randn({B, T, 3, H, Dh}, dt);
+    auto part = [&](int64_t p) { return qkv.select(2, p).permute({0, 2, 1, 3}); };  // [B, H, T, Dh]
+    torch::Tensor scores = torch::empty({B, H, T, T}, dt);
+    gemm::bmm_into(scores, part(0), part(1).transpose(-1, -2), 0.0, 0.5);
+    torch::Tensor want = 0.5 * torch::matmul(part(0).to(torch::kDouble), part(1).to(torch::kDouble).transpose(-1, -2));
+    EXPECT_TRUE(all_close(scores, want, kGemmRtol, kGemmAtol, "q·kᵀ blocks"));
+    torch::Tensor z = torch::zeros({B, T, H, Dh}, dt);
+    torch::Tensor zb = z.permute({0, 2, 1, 3});
+    gemm::bmm_into(zb, scores.transpose(-1, -2), part(2), 1.0);  // accumulate onto zeros
+    EXPECT_TRUE(all_close(zb, torch::matmul(want.transpose(-1, -2), part(2).to(torch::kDouble)), kGemmRtol, kGemmAtol,
+                          "Pᵀ·v into z blocks"));
+  }
+}
+
 TEST(Gemm, HeadResultsEqualPerHeadProducts) {
   torch::manual_seed(3);
   const int64_t B = 2, T = 5, H = 3, Dh = 4, D = 7;
