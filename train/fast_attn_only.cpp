@@ -34,6 +34,20 @@ void gemm(const Tensor& A, const Tensor& B, Tensor C, double alpha = 1.0, double
     models::gemm::mm_into(C, A, B, beta, alpha);
 }
 
+// Causal mask in place: -inf above the diagonal of every [T, T] item of scores [n, T, T] (row
+// stores only, items over the threads; a broadcast masked_fill_ cost more than the GEMM's output).
+void mask_future(Tensor& scores) {
+  const int64_t n = scores.size(0), T = scores.size(1);
+  AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "fast_mask_future", [&] {
+    scalar_t* p = scores.data_ptr<scalar_t>();
+    const scalar_t ninf = -std::numeric_limits<scalar_t>::infinity();
+    at::parallel_for(0, n, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t t = 0; t + 1 < T; ++t) std::fill(p + (i * T + t) * T + t + 1, p + (i * T + t + 1) * T, ninf);
+    });
+  });
+}
+
 // Per-(sequence, head) blocks [b, H, T, Dh] of part p (0 q, 1 k, 2 v) of a [N, 3·HD] activation
 // whose columns are (q|k|v, head, d_head): strided views, no copies.
 Tensor head_blocks(const Tensor& flat, int64_t p, int64_t b, int64_t T, int64_t H, int64_t Dh) {
@@ -59,7 +73,6 @@ struct FastAttnOnly::Impl {
   std::vector<Tensor> pattern;   // per layer [b·H, T, T]
   std::vector<Tensor> z;         // per layer [N, HD]
   Tensor scores;                 // [b·H, T, T]
-  Tensor causal;                 // [T, T] bool, true above the diagonal
   Tensor logits;                 // [chunk, V_out]
   Tensor dresid, dtmp;           // [N, D]
   Tensor dP, dS;                 // [b·H, T, T] ×2
@@ -87,7 +100,6 @@ struct FastAttnOnly::Impl {
       z[l] = torch::empty({N, HD}, o);
     }
     scores = torch::empty({b * H, T, T}, o);
-    causal = torch::ones({T, T}, o.dtype(torch::kBool)).triu(1);
     // One L2-sized block of rows per thread (each core has its own L2).
     const int64_t per_thread = kChunkBytes / (V_out * W_E.element_size());
     const int64_t chunk = std::max<int64_t>(16, std::min<int64_t>(N, per_thread * std::max(1, at::get_num_threads())));
@@ -235,7 +247,7 @@ double FastAttnOnly::forward_backward(const Tensor& x_in, const Tensor& y_in, do
     const Tensor q = head_blocks(I.qkv[l], 0, b, T, H, Dh), k = head_blocks(I.qkv[l], 1, b, T, H, Dh),
                  v = head_blocks(I.qkv[l], 2, b, T, H, Dh);  // [b, H, T, Dh]
     gemm(q, k.transpose(-1, -2), I.scores.view({b, H, T, T}), scale);  // s·q·kᵀ   [bH, T, T]
-    I.scores.masked_fill_(I.causal, -std::numeric_limits<double>::infinity());
+    mask_future(I.scores);
     at::_softmax_out(I.pattern[l], I.scores, -1, false);
     gemm(I.pattern[l].view({b, H, T, T}), v, I.z[l].view({b, T, H, Dh}).permute({0, 2, 1, 3}));  // z = P·v
     // resid[l+1] = resid[l] + z · W_O (+ b_O)
