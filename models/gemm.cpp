@@ -135,37 +135,21 @@ void bmm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double be
 }
 
 void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta, double alpha) {
-  const int64_t d = c.dim();
-  TORCH_CHECK((d == 2 || d == 3) && a.dim() == d && b.dim() == d && a.size(-1) == b.size(-2) &&
-                  c.size(-2) == a.size(-2) && c.size(-1) == b.size(-1) &&
-                  (d == 2 || (a.size(0) == c.size(0) && b.size(0) == c.size(0))),
-              "gemm::mm_into: expected a [(n,) M, K] · b [(n,) K, N] into c [(n,) M, N], got ", a.sizes(), ", ",
+  if (c.dim() >= 3) return bmm_into(c, a, b, beta, alpha);
+  TORCH_CHECK(c.dim() == 2 && a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) && c.size(0) == a.size(0) &&
+                  c.size(1) == b.size(1),
+              "gemm::mm_into: expected a [M, K] · b [K, N] into c [M, N] (or batches of them), got ", a.sizes(), ", ",
               b.sizes(), ", ", c.sizes());
 #ifdef CIRCUITLAB_HAVE_DNNL
-  const int64_t n = d == 3 ? c.size(0) : 1, M = c.size(-2), K = a.size(-1), N = c.size(-1);
+  const int64_t M = c.size(0), K = a.size(1), N = c.size(1);
   Operand A, B;
-  if (dnnl_enabled() && n > 0 && M > 0 && N > 0 && K > 0 && eligible(a) && eligible(b) && eligible(c) &&
-      c.stride(-1) == 1 && c.stride(-2) >= N && as_operand(d == 3 ? a[0] : a, A) && as_operand(d == 3 ? b[0] : b, B)) {
-    const float* ap = a.data_ptr<float>();
-    const float* bp = b.data_ptr<float>();
-    float* cp = c.data_ptr<float>();
-    bool done = true;
-    for (int64_t i = 0; i < n && done; ++i) {  // one (multi-threaded) sgemm per batch item
-      const int64_t ao = d == 3 ? i * a.stride(0) : 0, bo = d == 3 ? i * b.stride(0) : 0, co = d == 3 ? i * c.stride(0) : 0;
-      done = dnnl_sgemm(A.trans, B.trans, M, N, K, static_cast<float>(alpha), ap + ao, A.ld, bp + bo, B.ld,
-                        static_cast<float>(beta), cp + co, c.stride(-2)) == dnnl_success;
-    }
-    if (done) return;
-  }
+  if (dnnl_enabled() && M > 0 && N > 0 && K > 0 && eligible(a) && eligible(b) && eligible(c) && c.stride(1) == 1 &&
+      c.stride(0) >= N && as_operand(a, A) && as_operand(b, B) &&
+      dnnl_sgemm(A.trans, B.trans, M, N, K, static_cast<float>(alpha), a.data_ptr<float>(), A.ld, b.data_ptr<float>(),
+                 B.ld, static_cast<float>(beta), c.data_ptr<float>(), c.stride(0)) == dnnl_success)
+    return;  // one multi-threaded sgemm
 #endif
-  if (d == 3) {
-    if (beta == 0) {
-      at::bmm_out(c, a, b);
-      if (alpha != 1.0) c.mul_(alpha);
-    } else {
-      c.baddbmm_(a, b, beta, alpha);
-    }
-  } else if (beta == 0) {
+  if (beta == 0) {
     at::mm_out(c, a, b);
     if (alpha != 1.0) c.mul_(alpha);
   } else {

@@ -29,8 +29,8 @@ at::Tensor bmm(const at::Tensor& a, const at::Tensor& b);
 void bmm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta = 0.0, double alpha = 1.0);
 
 // c = alpha · a · b + beta · c, in place: a [M, K], b [K, N], c [M, N] with a unit inner stride
-// (a row block of a bigger buffer is fine), or batches of them ([n, ...] each, one sgemm per
-// item). beta 0 overwrites c (NaN included), beta 1 accumulates.
+// (a row block of a bigger buffer is fine): one multi-threaded sgemm. Batches of them (3-D or
+// more) go to bmm_into. beta 0 overwrites c (NaN included), beta 1 accumulates.
 void mm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta = 0.0, double alpha = 1.0);
 
 // Per-head outputs of attention: z [B, T, H, Dh] · W_O [H, Dh, D] -> [B, T, H, D]

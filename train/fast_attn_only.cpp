@@ -23,15 +23,12 @@ namespace {
 // Rows of the logits chunk per thread: 128 rows × V 2048 × 4 bytes = 1 MiB, resident in a 2 MiB L2.
 constexpr int64_t kChunkBytes = 1 << 20;
 
-// C = alpha·A·B + beta·C for matrices (2-D) or batches of them (3-D), written into C's memory:
-// models/gemm.h (oneDNN sgemm for float32, ATen otherwise; CIRCUITLAB_GEMM=torch turns
-// oneDNN off). beta = 0 ignores C's previous contents (NaN included). Batches are the per-head
-// attention products (T×T×Dh): items go over the threads, one single-threaded sgemm each.
+// C = alpha·A·B + beta·C for matrices (2-D) or batches of them (the per-(sequence, head)
+// attention products, items over the threads), written into C's memory: models/gemm.h
+// (oneDNN sgemm for float32, ATen otherwise; CIRCUITLAB_GEMM=torch turns oneDNN off).
+// beta = 0 ignores C's previous contents (NaN included).
 void gemm(const Tensor& A, const Tensor& B, Tensor C, double alpha = 1.0, double beta = 0.0) {
-  if (C.dim() >= 3)
-    models::gemm::bmm_into(C, A, B, beta, alpha);
-  else
-    models::gemm::mm_into(C, A, B, beta, alpha);
+  models::gemm::mm_into(C, A, B, beta, alpha);
 }
 
 // Causal mask in place: -inf above the diagonal of every [T, T] item of scores [n, T, T] (row
