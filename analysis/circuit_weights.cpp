@@ -4,7 +4,7 @@
 #include "models/gemm.h"
 
 #include "analysis/batched_gram.h"
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::analysis {
 

@@ -5,7 +5,7 @@
 #include <ATen/Parallel.h>
 #include <Eigen/Eigenvalues>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::analysis {
 

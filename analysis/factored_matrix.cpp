@@ -9,7 +9,7 @@
 #include <limits>
 #include <string>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::analysis {
 

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <random>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::analysis {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::analysis {
 

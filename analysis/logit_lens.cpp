@@ -4,7 +4,7 @@
 
 #include <torch/torch.h>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::analysis {
 

@@ -8,7 +8,7 @@
 #include <limits>
 #include <set>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::analysis {
 

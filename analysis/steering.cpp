@@ -8,16 +8,16 @@
 #include <cmath>
 #include <numeric>
 
-#include "data/error.h"
-#include "data/splitmix.h"
+#include "core/error.h"
+#include "core/splitmix.h"
 
 namespace circuitlab::analysis {
 
 namespace {
 // The stateful splitmix64 stream: the hash of the state, then the state advances by the
-// golden-ratio increment (data/splitmix.h adds it before hashing, so this is the same stream).
+// golden-ratio increment (core/splitmix.h adds it before hashing, so this is the same stream).
 uint64_t next_u64(uint64_t& s) {
-  const uint64_t z = data::splitmix64(s);
+  const uint64_t z = splitmix64(s);
   s += 0x9E3779B97F4A7C15ULL;
   return z;
 }

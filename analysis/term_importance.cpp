@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::analysis {
 

@@ -6,8 +6,8 @@
 
 #include "analysis/analyze.h"
 #include "apps/commands.h"
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 
 namespace circuitlab::apps {
 

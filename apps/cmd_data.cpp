@@ -13,7 +13,7 @@
 
 #include "apps/commands.h"
 #include "data/corpus.h"
-#include "data/error.h"
+#include "core/error.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
 

@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "apps/commands.h"
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 #include "data/tokenizer.h"
 #include "models/fetch_gpt2.h"
 #include "models/model_dir.h"

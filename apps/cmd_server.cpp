@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "apps/commands.h"
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 #include "server/http_server.h"
 #include "server/lab.h"
 

@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
-#include "data/error.h"
+#include "core/error.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 

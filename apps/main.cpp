@@ -5,7 +5,7 @@
 #include <string>
 
 #include "apps/commands.h"
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::apps {
 void set_threads(int threads) {

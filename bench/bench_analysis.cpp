@@ -18,7 +18,7 @@
 #include "analysis/circuit_weights.h"
 #include "analysis/composition.h"
 #include "analysis/eigen_positivity.h"
-#include "data/file_io.h"
+#include "core/file_io.h"
 #include "models/safetensors.h"
 
 using namespace circuitlab;

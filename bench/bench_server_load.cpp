@@ -21,8 +21,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/server_bench_common.h"
-#include "data/file_io.h"
-#include "data/progress.h"
+#include "core/file_io.h"
+#include "core/progress.h"
 
 using namespace circuitlab;
 using nlohmann::json;

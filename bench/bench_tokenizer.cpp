@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/corpus.h"
-#include "data/file_io.h"
+#include "core/file_io.h"
 #include "data/tokenizer.h"
 
 using namespace circuitlab::data;

@@ -1,8 +1,8 @@
 // Random and sequential (x, y) windows over a token shard (see batches.h).
 #include "data/batches.h"
 
-#include "data/error.h"
-#include "data/splitmix.h"
+#include "core/error.h"
+#include "core/splitmix.h"
 
 namespace circuitlab::data {
 

@@ -12,11 +12,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/error.h"
-#include "data/file_io.h"
-#include "data/progress.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/progress.h"
 #include "data/shards.h"
-#include "data/splitmix.h"
+#include "core/splitmix.h"
 #include "data/vocab_map.h"
 
 namespace circuitlab::data {

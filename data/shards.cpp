@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::data {
 

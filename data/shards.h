@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "data/file_io.h"
+#include "core/file_io.h"
 
 namespace circuitlab::data {
 

@@ -29,8 +29,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 
 namespace circuitlab::data {
 

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "data/error.h"
+#include "core/error.h"
 #include "fuzz/fuzz_util.h"
 #include "models/config.h"
 

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "data/corpus.h"
-#include "data/error.h"
+#include "core/error.h"
 #include "fuzz/fuzz_util.h"
 
 using namespace circuitlab;

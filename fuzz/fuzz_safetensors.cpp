@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "data/error.h"
+#include "core/error.h"
 #include "fuzz/fuzz_util.h"
 #include "models/safetensors.h"
 

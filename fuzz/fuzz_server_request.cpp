@@ -11,7 +11,7 @@
 #include <set>
 #include <string>
 
-#include "data/error.h"
+#include "core/error.h"
 #include "fuzz/fuzz_util.h"
 #include "models/model_dir.h"
 #include "server/lab.h"

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "data/error.h"
+#include "core/error.h"
 #include "data/shards.h"
 #include "fuzz/fuzz_util.h"
 

@@ -8,7 +8,7 @@
 #include <type_traits>
 #include <nlohmann/json.hpp>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::models {
 

@@ -10,9 +10,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "data/error.h"
-#include "data/file_io.h"
-#include "data/progress.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/progress.h"
 #include "models/config.h"
 #include "models/safetensors.h"
 

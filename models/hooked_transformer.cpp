@@ -10,7 +10,7 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "data/error.h"
+#include "core/error.h"
 #include "models/gemm.h"
 
 namespace circuitlab::models {

@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 #include "models/safetensors.h"
 
 namespace circuitlab::models {

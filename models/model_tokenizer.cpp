@@ -1,6 +1,6 @@
 // The tokenizer that goes with a model directory (kept apart from model_dir.cpp so that
 // loading weights does not pull in the BPE tokenizer).
-#include "data/file_io.h"
+#include "core/file_io.h"
 #include "models/model_dir.h"
 
 namespace circuitlab::models {

@@ -8,8 +8,8 @@
 #include <cerrno>
 #include <cstdlib>
 
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 
 extern char** environ;
 

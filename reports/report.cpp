@@ -12,9 +12,9 @@
 #include <ctime>
 #include <set>
 
-#include "data/error.h"
-#include "data/file_io.h"
-#include "data/progress.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/progress.h"
 #include "reports/figures.h"
 #include "reports/js_bundle.h"
 #include "reports/json_access.h"

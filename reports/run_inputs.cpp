@@ -4,8 +4,8 @@
 #include <cstring>
 #include <fstream>
 
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 
 namespace circuitlab::reports {
 

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/error.h"
+#include "core/error.h"
 #include "server/lab.h"
 
 #ifndef CIRCUITLAB_WEB_DIST_DIR

@@ -14,7 +14,7 @@
 #include "analysis/logit_lens.h"
 #include "analysis/patching.h"
 #include "analysis/steering.h"
-#include "data/error.h"
+#include "core/error.h"
 #include "data/tokenizer.h"
 #include "models/model_dir.h"
 

@@ -14,8 +14,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
 
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 #include "models/model_dir.h"
 
 namespace circuitlab::train {

@@ -10,7 +10,7 @@
 
 #include <chrono>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab::train {
 

@@ -11,7 +11,7 @@
 #include <limits>
 #include <vector>
 
-#include "data/error.h"
+#include "core/error.h"
 #include "models/gemm.h"
 
 

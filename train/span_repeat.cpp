@@ -1,12 +1,11 @@
 // See span_repeat.h.
 #include "train/span_repeat.h"
 
-#include "data/splitmix.h"
+#include "core/splitmix.h"
 
 namespace circuitlab::train {
 
 namespace {
-using data::splitmix64;
 // Uniform integer in [lo, hi] from a hash state (advances it).
 int64_t uniform(uint64_t& s, int64_t lo, int64_t hi) {
   s = splitmix64(s);

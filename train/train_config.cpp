@@ -7,8 +7,8 @@
 #include <set>
 #include <sstream>
 
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 
 namespace circuitlab::train {
 

@@ -20,9 +20,9 @@
 #include <torch/torch.h>
 
 #include "data/batches.h"
-#include "data/error.h"
-#include "data/file_io.h"
-#include "data/progress.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/progress.h"
 #include "data/shards.h"
 #include "models/hooked_transformer.h"
 #include "models/model_dir.h"

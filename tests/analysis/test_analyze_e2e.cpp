@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "data/file_io.h"
+#include "core/file_io.h"
 #include "data/shards.h"
 #include "models/model_dir.h"
 #include "planted_model.h"

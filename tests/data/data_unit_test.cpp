@@ -12,7 +12,7 @@
 
 #include "data/batches.h"
 #include "data/corpus.h"
-#include "data/error.h"
+#include "core/error.h"
 #include "data/prepare.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"

@@ -12,7 +12,7 @@
 #include <mutex>
 #include <thread>
 
-#include "data/file_io.h"
+#include "core/file_io.h"
 #include "models/model_dir.h"
 #include "models/safetensors.h"
 #include "tests/models/test_util.h"

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 #include "models/model_dir.h"
 #include "models/safetensors.h"
 #include "tests/models/test_util.h"

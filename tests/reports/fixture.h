@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/file_io.h"
+#include "core/file_io.h"
 
 namespace circuitlab::reports::testing {
 

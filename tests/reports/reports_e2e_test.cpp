@@ -15,7 +15,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "data/file_io.h"
+#include "core/file_io.h"
 #include "tests/reports/fixture.h"
 
 namespace fs = std::filesystem;

@@ -8,8 +8,8 @@
 
 #include <filesystem>
 
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 #include "reports/figures.h"
 #include "reports/json_access.h"
 #include "reports/report.h"

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/file_io.h"
+#include "core/file_io.h"
 #include "tests/train/train_test_util.h"
 #include "train/checkpoint.h"
 #include "train/optimizer.h"

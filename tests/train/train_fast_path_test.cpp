@@ -10,7 +10,7 @@
 
 #include <torch/torch.h>
 
-#include "data/error.h"
+#include "core/error.h"
 #include "models/hooked_transformer.h"
 #include "train/fast_attn_only.h"
 #include "train/optimizer.h"

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "data/error.h"
-#include "data/file_io.h"
+#include "core/error.h"
+#include "core/file_io.h"
 #include "models/hooked_transformer.h"
 #include "models/model_dir.h"
 #include "tests/train/train_test_util.h"

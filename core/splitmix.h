@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-namespace circuitlab::data {
+namespace circuitlab {
 
 inline uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -13,4 +13,4 @@ inline uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-}  // namespace circuitlab::data
+}  // namespace circuitlab

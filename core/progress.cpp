@@ -1,5 +1,5 @@
 // ProgressBar (see progress.h).
-#include "data/progress.h"
+#include "core/progress.h"
 
 #include <unistd.h>
 

@@ -1,5 +1,5 @@
 // Atomic writes, memory maps and whole-file reads (see file_io.h).
-#include "data/file_io.h"
+#include "core/file_io.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,7 +11,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "data/error.h"
+#include "core/error.h"
 
 namespace circuitlab {
 
