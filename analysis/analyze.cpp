@@ -469,6 +469,9 @@ json analyze_model(const AnalyzeOptions& o) {
   json c = models::to_json(cfg);
   c["family"] = cfg.family;
   j["config"] = c;
+  j["n_params"] = model->num_parameters();
+  const OvCopyingCorrelation ovc = ov_copying_correlation(pos);
+  j["ov_copying_correlation"] = {{"pearson_r", num(ovc.pearson_r)}, {"heads", ovc.heads}};
   j["vocab"] = {{"compact", vmap.has_value()}, {"d_vocab", cfg.d_vocab},
                 {"bos", pools.bos ? name(*pools.bos) : json(nullptr)},
                 {"other", vmap ? name(vmap->other_id()) : json(nullptr)}};

@@ -5,6 +5,9 @@
 #include <ATen/Parallel.h>
 #include <Eigen/Eigenvalues>
 
+#include <cmath>
+#include <limits>
+
 #include "core/error.h"
 
 namespace circuitlab::analysis {
@@ -150,6 +153,24 @@ std::vector<HeadPositivity> head_positivities(const CircuitWeights& w, const Emb
     }
   }
   return out;
+}
+
+OvCopyingCorrelation ov_copying_correlation(const std::vector<HeadPositivity>& heads) {
+  std::vector<double> a, b;  // ov_resid, ov
+  for (const auto& h : heads)
+    if (std::isfinite(h.ov_resid) && std::isfinite(h.ov)) a.push_back(h.ov_resid), b.push_back(h.ov);
+  OvCopyingCorrelation c;
+  c.heads = static_cast<int>(a.size());
+  c.pearson_r = std::numeric_limits<double>::quiet_NaN();
+  if (a.size() < 2) return c;
+  double ma = 0, mb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ma += a[i], mb += b[i];
+  ma /= static_cast<double>(a.size()), mb /= static_cast<double>(b.size());
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    sab += (a[i] - ma) * (b[i] - mb), saa += (a[i] - ma) * (a[i] - ma), sbb += (b[i] - mb) * (b[i] - mb);
+  if (saa > 0 && sbb > 0) c.pearson_r = sab / std::sqrt(saa * sbb);
+  return c;
 }
 
 }  // namespace circuitlab::analysis

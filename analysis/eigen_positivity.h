@@ -38,4 +38,13 @@ struct HeadPositivity {
 std::vector<HeadPositivity> head_positivities(const CircuitWeights& w, const EmbedGrams& g,
                                               const std::vector<double>& prev_token_scores);
 
+// Pearson r between the heads' OV-alone and full-circuit OV copying scores (ov_resid, ov):
+// TransformerLens Main_Demo finds them "highly (but not perfectly!) correlated" on GPT-2 small.
+// Over the heads where both are finite; r is NaN with fewer than two such heads or zero variance.
+struct OvCopyingCorrelation {
+  double pearson_r = 0;
+  int heads = 0;  // heads counted
+};
+OvCopyingCorrelation ov_copying_correlation(const std::vector<HeadPositivity>& heads);
+
 }  // namespace circuitlab::analysis
