@@ -24,6 +24,7 @@
 #include "core/file_io.h"
 #include "core/progress.h"
 #include "data/shards.h"
+#include "data/token_namer.h"
 #include "data/tokenizer.h"
 #include "models/model_dir.h"
 
@@ -43,34 +44,6 @@ std::string now_utc() {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   return buf;
 }
-
-// Token objects {"id", "gpt2_id", "str"} (ANALYSIS_JSON.md).
-class TokenNamer {
- public:
-  TokenNamer(const std::optional<data::VocabMap>& vmap) : vmap_(vmap) {
-    try {
-      tok_ = std::make_unique<data::Tokenizer>(data::Tokenizer::load_default());
-    } catch (const std::exception&) {
-      tok_.reset();  // no tokenizer files: "#<id>" names
-    }
-  }
-  int64_t gpt2(int64_t id) const {
-    if (!vmap_) return id;
-    return id == vmap_->other_id() ? -1 : vmap_->to_gpt2(static_cast<int32_t>(id));
-  }
-  std::string str(int64_t id) const {
-    const int64_t g = gpt2(id);
-    if (g < 0) return "<other>";
-    if (g == 50256) return "<|endoftext|>";
-    if (tok_ && g < tok_->vocab_size()) return tok_->token_str(static_cast<int32_t>(g));
-    return "#" + std::to_string(g);
-  }
-  json operator()(int64_t id) const { return json{{"id", id}, {"gpt2_id", gpt2(id)}, {"str", str(id)}}; }
-
- private:
-  const std::optional<data::VocabMap>& vmap_;
-  std::unique_ptr<data::Tokenizer> tok_;
-};
 
 struct Timer {
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
@@ -164,7 +137,9 @@ json analyze_model(const AnalyzeOptions& o) {
   const models::ModelConfig& cfg = model->cfg();
   const auto& vmap = lm.vocab_map;
   const bool have_data = !o.data_dir.empty();
-  TokenNamer name(vmap);
+  // Token objects {"id", "gpt2_id", "str"} (ANALYSIS_JSON.md), named by the namer the lab shares.
+  const auto namer = data::TokenNamer::with_default_tokenizer(vmap ? &*vmap : nullptr);
+  auto name = [&namer](int64_t id) { return namer.json(id); };
   const int L = cfg.n_layers, H = cfg.n_heads;
   const bool per_head_ok = L * H <= o.per_head_max;
 
@@ -362,8 +337,8 @@ json analyze_model(const AnalyzeOptions& o) {
         for (auto [id, v] : e.outputs) out.push_back({{"token", name(id)}, {"logit", num(v)}});
         for (size_t a = 0; a < std::min<size_t>(3, e.destinations.size()); ++a)
           for (size_t b2 = 0; b2 < std::min<size_t>(3, e.outputs.size()); ++b2)
-            text.push_back(name.str(e.source) + " … " + name.str(e.destinations[a].first) + " → " +
-                           name.str(e.outputs[b2].first));
+            text.push_back(namer.str(e.source) + " … " + namer.str(e.destinations[a].first) + " → " +
+                           namer.str(e.outputs[b2].first));
         entries.push_back({{"source", name(e.source)}, {"destinations", d}, {"outputs", out}, {"text", text}});
       }
       jh.push_back({{"layer", sh.layer}, {"head", sh.head}, {"entries", entries}});
@@ -377,7 +352,7 @@ json analyze_model(const AnalyzeOptions& o) {
         for (const auto& c : b.crossed) {
           crossed.push_back({{"destination", name(c.dest)}, {"out", name(c.out)}, {"corpus_prob", num(c.prob)},
                              {"boost", num(c.boost)}});
-          if (txt.empty()) txt = name.str(b.source) + " … " + name.str(c.dest) + " → " + name.str(c.out);
+          if (txt.empty()) txt = namer.str(b.source) + " … " + namer.str(c.dest) + " → " + namer.str(c.out);
         }
         bugs.push_back({{"layer", b.layer}, {"head", b.head}, {"source", name(b.source)},
                         {"a", {{"destination", name(b.dest_a)}, {"out", name(b.out_a)}, {"corpus_prob", num(b.prob_a)}}},
