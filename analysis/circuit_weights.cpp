@@ -84,7 +84,7 @@ CircuitWeights fold_circuit_weights(const models::ModelConfig& cfg, const std::m
   // [V, D] in big_dtype only (a V×D double copy costs more than the float GEMMs it feeds).
   torch::Tensor W_E = get(sd, "embed.W_E", {w.V, w.D}).to(opts.big_dtype);
   w.tied = !has(sd, "unembed.W_U");
-  if (w.tied && !cfg.tied_unembed && cfg.family != "gpt2")
+  if (w.tied && !cfg.tied_unembed && !cfg.gpt2())
     fail("model weights: tensor 'unembed.W_U' is missing (and the config does not tie it to W_E)");
   if (w.tied && w.V_out != w.V) fail("model weights: tied unembedding needs d_vocab_out == d_vocab");
 

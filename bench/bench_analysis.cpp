@@ -57,9 +57,9 @@ models::ModelConfig gpt2_small_shape() {
   c.d_head = 64;
   c.n_ctx = 1024;
   c.d_vocab = 50257;
-  c.normalization_type = "LN";
+  c.normalization_type = models::Normalization::LN;
   c.tied_unembed = true;
-  c.family = "gpt2";
+  c.family = models::ModelFamily::Gpt2;
   return c;
 }
 

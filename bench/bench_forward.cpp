@@ -27,7 +27,7 @@ HookedTransformer& gpt2_small() {
     at::set_num_threads(threads());
     if (const char* dir = std::getenv("CIRCUITLAB_BENCH_MODEL")) return circuitlab::models::load_model_dir(dir).model;
     ModelConfig c;
-    c.family = "gpt2";
+    c.family = circuitlab::models::ModelFamily::Gpt2;
     c.n_layers = 12;
     c.d_model = 768;
     c.n_heads = 12;

@@ -164,7 +164,7 @@ LoadedModel load_model_dir(const std::string& dir) {
   LoadedModel out;
   out.dir = dir;
   out.model = HookedTransformer(cfg, /*init_weights=*/false);
-  std::vector<Source> sources = cfg.family == "gpt2" ? gpt2_sources(cfg, f) : toy_sources(out.model, f);
+  std::vector<Source> sources = cfg.gpt2() ? gpt2_sources(cfg, f) : toy_sources(out.model, f);
   assign(out.model, sources, f);
   out.model->eval();
   const std::string vm_path = dir + "/vocab_map.json";
@@ -187,7 +187,7 @@ void save_model_dir(const HookedTransformer& model, const std::string& dir, cons
     cfg.tied_unembed = false;
     cfg.use_bias = true;
   }
-  cfg.family = "toy";
+  cfg.family = ModelFamily::Toy;
   if (vocab_map && vocab_map->size() != cfg.d_vocab)
     fail(dir + "/vocab_map.json: maps " + std::to_string(vocab_map->size()) + " compact ids but the model has d_vocab " +
          std::to_string(cfg.d_vocab));
