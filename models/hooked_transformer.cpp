@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "models/gemm.h"
+#include "models/hook_names.h"
 
 namespace circuitlab::models {
 
@@ -93,17 +94,19 @@ struct UnembedModule : torch::nn::Module {
   }
 };
 
-// Hook point ids: 4 global points, then kLayerPoints per layer.
-enum GlobalPoint { kEmbed = 0, kPosEmbed, kLnfScale, kLnfNorm, kNumGlobal };
+// Hook point ids: the global points, then kLayerPoints per layer (hook_names.h's enums).
+enum GlobalPoint {
+  kEmbed = static_cast<int>(GlobalHook::Embed), kPosEmbed = static_cast<int>(GlobalHook::PosEmbed),
+  kLnfScale = static_cast<int>(GlobalHook::LnFinalScale), kLnfNorm = static_cast<int>(GlobalHook::LnFinalNormalized),
+  kNumGlobal = static_cast<int>(GlobalHook::Count)
+};
 enum LayerPoint {
   kResidPre = 0, kLn1Scale, kLn1Norm, kQ, kK, kV, kScores, kPattern, kZ, kResult, kAttnOut,
   kResidMid, kLn2Scale, kLn2Norm, kMlpPre, kMlpPost, kMlpOut, kResidPost, kLayerPoints
 };
-const char* kLayerPointNames[kLayerPoints] = {
-    "hook_resid_pre",  "ln1.hook_scale",    "ln1.hook_normalized", "attn.hook_q",       "attn.hook_k",
-    "attn.hook_v",     "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z",     "attn.hook_result",
-    "hook_attn_out",   "hook_resid_mid",    "ln2.hook_scale",      "ln2.hook_normalized", "mlp.hook_pre",
-    "mlp.hook_post",   "hook_mlp_out",      "hook_resid_post"};
+static_assert(kLayerPoints == static_cast<int>(LayerHook::Count) && kResidPost == static_cast<int>(LayerHook::ResidPost) &&
+                  kPattern == static_cast<int>(LayerHook::Pattern) && kMlpPre == static_cast<int>(LayerHook::MlpPre),
+              "LayerPoint must follow models::LayerHook");
 
 std::string shape_str(at::IntArrayRef s) {
   std::string r = "[";
@@ -173,6 +176,24 @@ struct HookedTransformerImpl::Impl {
   inline void hp(int pid, Tensor& x) {
     if (any_active && active[pid]) run_point(pid, x);
   }
+
+  // The forward pass, one step each (llm.c's *_forward): forward() calls them in order.
+  // tokens [B, T] -> resid [B, T, D]; *pos [B, T, D] is the (hooked) positional embedding.
+  Tensor embed_forward(const ModelConfig& c, const Tensor& tokens, Tensor* pos);
+  // Scores to drop: [T, T] future keys, or [B, 1, T, T] with the padding keys of attention_mask.
+  Tensor drop_mask(const ModelConfig& c, const ForwardOptions& opts, int64_t B, int64_t T, const torch::Device& device);
+  // LayerNorm with its hook_scale / hook_normalized points; identity without LayerNorm.
+  Tensor layer_norm_forward(const ModelConfig& c, const std::shared_ptr<LNModule>& ln, const Tensor& x, int pid_scale,
+                            int pid_norm);
+  // Fused Q|K|V weight [D, 3·H·Dh] (+ bias [3·H·Dh]) of layer l; cached unless autograd needs it fresh.
+  std::pair<Tensor, Tensor> fused_qkv(const ModelConfig& c, int l, bool need_graph);
+  // x [B, T, D] (normalised) -> attn_out [B, T, D]; q/k/v, scores, pattern, z, result hooked.
+  Tensor attention_forward(const ModelConfig& c, int l, const Tensor& x, const Tensor& pos, const Tensor& drop,
+                           const ForwardOptions& opts, bool need_graph);
+  // mid [B, T, D] -> mlp_out [B, T, D] (ln2, pre, post hooked).
+  Tensor mlp_forward(const ModelConfig& c, int l, const Tensor& mid);
+  // resid [B, T, D] -> logits [B, T, V_out] through ln_final and W_U (or W_Eᵀ when tied).
+  Tensor unembed_forward(const ModelConfig& c, const Tensor& resid);
 };
 
 HookedTransformerImpl::HookedTransformerImpl(ModelConfig cfg, bool init_weights)
@@ -200,17 +221,14 @@ HookedTransformerImpl::HookedTransformerImpl(ModelConfig cfg, bool init_weights)
   I.hooks.assign(n_points, {});
   I.cached.assign(n_points, 0);
   I.active.assign(n_points, 0);
-  I.names[kEmbed] = "hook_embed";
-  I.names[kPosEmbed] = "hook_pos_embed";
-  I.names[kLnfScale] = "ln_final.hook_scale";
-  I.names[kLnfNorm] = "ln_final.hook_normalized";
+  for (int g = 0; g < kNumGlobal; ++g) I.names[g] = hook_name(static_cast<GlobalHook>(g));
   auto add = [&](int pid) { I.exists[pid] = 1; I.order.push_back(pid); I.index[I.names[pid]] = pid; };
   add(kEmbed);
   add(kPosEmbed);
   for (int l = 0; l < c.n_layers; ++l) {
     for (int p = 0; p < kLayerPoints; ++p) {
       int pid = I.layer_point(l, p);
-      I.names[pid] = "blocks." + std::to_string(l) + "." + kLayerPointNames[p];
+      I.names[pid] = hook_name(static_cast<LayerHook>(p), l);
       bool ln_point = p == kLn1Scale || p == kLn1Norm || p == kLn2Scale || p == kLn2Norm;
       bool mlp_point = p == kResidMid || p == kLn2Scale || p == kLn2Norm || p == kMlpPre || p == kMlpPost || p == kMlpOut;
       if (ln_point && !c.has_ln()) continue;
@@ -291,6 +309,171 @@ void HookedTransformerImpl::set_cache(ActivationCache* cache, NamesFilter filter
 
 void HookedTransformerImpl::set_cache_keep_graph(bool keep) { impl_->keep_graph = keep; }
 
+namespace {
+// [N, in] · [in, out] (+ b): oneDNN sgemm unless autograd needs the LibTorch op.
+Tensor linear(const Tensor& x2, const Tensor& w, const Tensor& b) { return gemm::linear(x2, w, b); }
+}  // namespace
+
+Tensor HookedTransformerImpl::Impl::embed_forward(const ModelConfig& c, const Tensor& tokens, Tensor* pos) {
+  const int64_t B = tokens.size(0), T = tokens.size(1), D = c.d_model;
+  Tensor resid = embed->W_E.index_select(0, tokens.reshape({-1})).view({B, T, D});  // [B, T, D]
+  hp(kEmbed, resid);
+  *pos = pos_embed->W_pos.slice(0, 0, T).unsqueeze(0).expand({B, T, D});  // [B, T, D]
+  hp(kPosEmbed, *pos);
+  if (!c.shortformer()) resid = resid + *pos;
+  return resid;
+}
+
+Tensor HookedTransformerImpl::Impl::drop_mask(const ModelConfig& c, const ForwardOptions& opts, int64_t B, int64_t T,
+                                              const torch::Device& device) {
+  Tensor drop;  // [T, T]
+  {
+    std::lock_guard<std::mutex> lock(derived_mu);
+    if (!causal.defined() || causal.device() != device)
+      causal = torch::ones({c.n_ctx, c.n_ctx}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);
+    drop = causal.slice(0, 0, T).slice(1, 0, T);
+  }
+  if (opts.attention_mask.defined()) {
+    TORCH_CHECK(opts.attention_mask.dim() == 2 && opts.attention_mask.size(0) == B && opts.attention_mask.size(1) == T,
+                "ForwardOptions.attention_mask must be [B, T] = [", B, ", ", T, "], got ", opts.attention_mask.sizes());
+    Tensor keep = opts.attention_mask.to(device).to(torch::kBool);  // [B, T]
+    TORCH_CHECK(keep.select(1, 0).all().item<bool>(),
+                "ForwardOptions.attention_mask: position 0 must be a real token in every row (right padding)");
+    drop = drop.unsqueeze(0).logical_or(keep.logical_not().view({B, 1, T})).unsqueeze(1);  // [B, 1, T, T]
+  }
+  return drop;
+}
+
+Tensor HookedTransformerImpl::Impl::layer_norm_forward(const ModelConfig& c, const std::shared_ptr<LNModule>& ln,
+                                                       const Tensor& x, int pid_scale, int pid_norm) {
+  if (!ln) return x;
+  if (any_active && (active[pid_scale] || active[pid_norm])) {
+    Tensor xc = x - x.mean(-1, /*keepdim=*/true);
+    Tensor scale = (xc.pow(2).mean(-1, /*keepdim=*/true) + c.eps).sqrt();  // [B, T, 1]
+    hp(pid_scale, scale);
+    Tensor out = xc / scale * ln->w + ln->b;  // [B, T, D]
+    hp(pid_norm, out);
+    return out;
+  }
+  return at::layer_norm(x, {c.d_model}, ln->w, ln->b, c.eps);
+}
+
+std::pair<Tensor, Tensor> HookedTransformerImpl::Impl::fused_qkv(const ModelConfig& c, int l, bool need_graph) {
+  AttnModule& attn = *blocks[l]->attn;
+  const int64_t D = c.d_model, H = c.n_heads, Dh = c.d_head;
+  Tensor w_qkv, b_qkv;
+  std::vector<Tensor> ws = {attn.W_Q, attn.W_K, attn.W_V};
+  if (attn.b_Q.defined()) { ws.push_back(attn.b_Q); ws.push_back(attn.b_K); ws.push_back(attn.b_V); }
+  auto build = [&]() {
+    w_qkv = torch::stack({attn.W_Q, attn.W_K, attn.W_V}, 0).permute({2, 0, 1, 3}).reshape({D, 3 * H * Dh});
+    if (attn.b_Q.defined()) b_qkv = torch::stack({attn.b_Q, attn.b_K, attn.b_V}, 0).reshape({3 * H * Dh});
+  };
+  if (need_graph && attn.W_Q.requires_grad()) {
+    build();
+    return {w_qkv, b_qkv};
+  }
+  std::lock_guard<std::mutex> lock(derived_mu);
+  auto& F = fused[l];
+  bool fresh = F.w.defined() && F.versions.size() == ws.size();
+  for (size_t i = 0; fresh && i < ws.size(); ++i) fresh = F.versions[i] == ws[i]._version() && F.ptrs[i] == ws[i].data_ptr();
+  if (!fresh) {
+    torch::NoGradGuard ng;
+    build();
+    F.w = w_qkv;
+    F.b = b_qkv;
+    F.versions.clear();
+    F.ptrs.clear();
+    for (auto& t : ws) { F.versions.push_back(t._version()); F.ptrs.push_back(t.data_ptr()); }
+  }
+  return {F.w, F.b};
+}
+
+Tensor HookedTransformerImpl::Impl::attention_forward(const ModelConfig& c, int l, const Tensor& x, const Tensor& pos,
+                                                      const Tensor& drop, const ForwardOptions& opts, bool need_graph) {
+  AttnModule& attn = *blocks[l]->attn;
+  const int64_t B = x.size(0), T = x.size(1), D = c.d_model, H = c.n_heads, Dh = c.d_head;
+  auto P = [&](int p) { return layer_point(l, p); };
+  auto [w_qkv, b_qkv] = fused_qkv(c, l, need_graph);
+  Tensor q, k, v;  // [B, T, H, Dh]
+  const Tensor x2 = x.reshape({B * T, D});
+  if (!c.shortformer()) {
+    Tensor qkv = linear(x2, w_qkv, b_qkv).view({B, T, 3, H, Dh});
+    q = qkv.select(2, 0);
+    k = qkv.select(2, 1);
+    v = qkv.select(2, 2);
+  } else {
+    // Shortformer (TL): W_pos is added to the normalised Q and K inputs only.
+    Tensor qk_in = (x + pos).reshape({B * T, D});
+    Tensor w_qk = w_qkv.slice(1, 0, 2 * H * Dh), w_v = w_qkv.slice(1, 2 * H * Dh, 3 * H * Dh);
+    Tensor b_qk, b_v;
+    if (b_qkv.defined()) { b_qk = b_qkv.slice(0, 0, 2 * H * Dh); b_v = b_qkv.slice(0, 2 * H * Dh, 3 * H * Dh); }
+    Tensor qk = linear(qk_in, w_qk, b_qk).view({B, T, 2, H, Dh});
+    q = qk.select(2, 0);
+    k = qk.select(2, 1);
+    v = linear(x2, w_v, b_v).view({B, T, H, Dh});
+  }
+  hp(P(kQ), q);
+  hp(P(kK), k);
+  hp(P(kV), v);
+
+  const double attn_scale = std::sqrt(static_cast<double>(Dh));
+  Tensor scores = torch::matmul(q.permute({0, 2, 1, 3}), k.permute({0, 2, 3, 1})) / attn_scale;  // [B, H, T, T]
+  scores = scores.masked_fill(drop, -std::numeric_limits<float>::infinity());
+  hp(P(kScores), scores);
+  Tensor pattern = torch::softmax(scores, /*dim=*/-1);  // [B, H, T, T]
+  if (static_cast<int>(opts.frozen_patterns.size()) > l && opts.frozen_patterns[l].defined()) {
+    const Tensor& fp = opts.frozen_patterns[l];
+    TORCH_CHECK(fp.sizes() == pattern.sizes(), "ForwardOptions.frozen_patterns[", l, "] must be [B, H, T, T] = ",
+                pattern.sizes(), ", got ", fp.sizes());
+    pattern = fp.to(pattern.device(), pattern.scalar_type());
+  }
+  hp(P(kPattern), pattern);
+  Tensor z = torch::matmul(pattern, v.permute({0, 2, 1, 3})).permute({0, 2, 1, 3});  // [B, T, H, Dh]
+  hp(P(kZ), z);
+
+  Tensor attn_out;  // [B, T, D]
+  if (any_active && active[P(kResult)]) {
+    // Per-head outputs, only when asked for: result[b,t,h] = z[b,t,h] · W_O[h].
+    Tensor result = gemm::head_results(z, attn.W_O);  // [B, T, H, D]
+    hp(P(kResult), result);
+    attn_out = result.sum(2);
+    if (attn.b_O.defined()) attn_out = attn_out + attn.b_O;
+  } else {
+    attn_out = linear(z.reshape({B * T, H * Dh}), attn.W_O.reshape({H * Dh, D}), attn.b_O).view({B, T, D});
+  }
+  hp(P(kAttnOut), attn_out);
+  return attn_out;
+}
+
+Tensor HookedTransformerImpl::Impl::mlp_forward(const ModelConfig& c, int l, const Tensor& mid) {
+  BlockModule& blk = *blocks[l];
+  const int64_t B = mid.size(0), T = mid.size(1), D = c.d_model;
+  auto P = [&](int p) { return layer_point(l, p); };
+  Tensor x_mlp = layer_norm_forward(c, blk.ln2, mid, P(kLn2Scale), P(kLn2Norm));
+  MlpModule& mlp = *blk.mlp;
+  const int64_t M = mlp.W_in.size(1);
+  Tensor pre = linear(x_mlp.reshape({B * T, D}), mlp.W_in, mlp.b_in).view({B, T, M});  // [B, T, M]
+  hp(P(kMlpPre), pre);
+  Tensor post;
+  if (c.act_fn == "gelu_new") post = torch::gelu(pre, "tanh");
+  else if (c.act_fn == "gelu") post = torch::gelu(pre);
+  else post = torch::relu(pre);
+  hp(P(kMlpPost), post);
+  Tensor mlp_out = linear(post.reshape({B * T, M}), mlp.W_out, mlp.b_out).view({B, T, D});
+  hp(P(kMlpOut), mlp_out);
+  return mlp_out;
+}
+
+Tensor HookedTransformerImpl::Impl::unembed_forward(const ModelConfig& c, const Tensor& resid) {
+  const int64_t B = resid.size(0), T = resid.size(1), D = c.d_model;
+  Tensor xf = layer_norm_forward(c, ln_final, resid, kLnfScale, kLnfNorm);  // [B, T, D]
+  Tensor xf2 = xf.reshape({B * T, D});
+  Tensor logits;  // [B·T, V_out]
+  if (c.tied_unembed) logits = gemm::mm(xf2, embed->W_E.t());
+  else logits = linear(xf2, unembed->W_U, unembed->b_U);
+  return logits.view({B, T, c.vocab_out()});
+}
+
 torch::Tensor HookedTransformerImpl::forward(const torch::Tensor& tokens_in, const ForwardOptions& opts) {
   auto& I = *impl_;
   const ModelConfig& c = cfg_;
@@ -300,7 +483,6 @@ torch::Tensor HookedTransformerImpl::forward(const torch::Tensor& tokens_in, con
   TORCH_CHECK(tokens.dim() == 2, "HookedTransformer::forward: tokens must be [B, T] (or [T]), got ", tokens.sizes());
   TORCH_CHECK(!tokens.is_floating_point(), "HookedTransformer::forward: tokens must be integer ids, got ", tokens.dtype());
   const int64_t B = tokens.size(0), T = tokens.size(1);
-  const int64_t D = c.d_model, H = c.n_heads, Dh = c.d_head;
   if (T > c.n_ctx)
     fail("input of " + std::to_string(T) + " tokens is longer than the model's n_ctx (" + std::to_string(c.n_ctx) + ")");
   if (T == 0 || B == 0) fail("empty input: tokens of shape " + shape_str(tokens.sizes()));
@@ -312,162 +494,26 @@ torch::Tensor HookedTransformerImpl::forward(const torch::Tensor& tokens_in, con
   }
   const auto device = I.embed->W_E.device();
   tokens = tokens.to(device, torch::kLong);
-
-  // Mask of scores to drop: future keys, and padding keys when an attention mask is given.
-  Tensor drop;  // [T, T]
-  {
-    std::lock_guard<std::mutex> lock(I.derived_mu);
-    if (!I.causal.defined() || I.causal.device() != device)
-      I.causal = torch::ones({c.n_ctx, c.n_ctx}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);
-    drop = I.causal.slice(0, 0, T).slice(1, 0, T);
-  }
-  if (opts.attention_mask.defined()) {
-    TORCH_CHECK(opts.attention_mask.dim() == 2 && opts.attention_mask.size(0) == B && opts.attention_mask.size(1) == T,
-                "ForwardOptions.attention_mask must be [B, T] = [", B, ", ", T, "], got ", opts.attention_mask.sizes());
-    Tensor keep = opts.attention_mask.to(device).to(torch::kBool);  // [B, T]
-    TORCH_CHECK(keep.select(1, 0).all().item<bool>(),
-                "ForwardOptions.attention_mask: position 0 must be a real token in every row (right padding)");
-    drop = drop.unsqueeze(0).logical_or(keep.logical_not().view({B, 1, T})).unsqueeze(1);  // [B, 1, T, T]
-  }
-
-  auto layer_norm = [&](const std::shared_ptr<LNModule>& ln, const Tensor& x, int pid_scale, int pid_norm) -> Tensor {
-    if (!ln) return x;
-    if (I.any_active && (I.active[pid_scale] || I.active[pid_norm])) {
-      Tensor xc = x - x.mean(-1, /*keepdim=*/true);
-      Tensor scale = (xc.pow(2).mean(-1, /*keepdim=*/true) + c.eps).sqrt();  // [B, T, 1]
-      I.hp(pid_scale, scale);
-      Tensor out = xc / scale * ln->w + ln->b;  // [B, T, D]
-      I.hp(pid_norm, out);
-      return out;
-    }
-    return at::layer_norm(x, {D}, ln->w, ln->b, c.eps);
-  };
-  auto linear = [](const Tensor& x2, const Tensor& w, const Tensor& b) {  // [N, in] · [in, out] (+ b)
-    return gemm::linear(x2, w, b);  // oneDNN sgemm unless autograd needs the LibTorch op
-  };
-
-  Tensor resid = I.embed->W_E.index_select(0, tokens.reshape({-1})).view({B, T, D});  // [B, T, D]
-  I.hp(kEmbed, resid);
-  Tensor pos = I.pos_embed->W_pos.slice(0, 0, T).unsqueeze(0).expand({B, T, D});  // [B, T, D]
-  I.hp(kPosEmbed, pos);
-  if (!c.shortformer()) resid = resid + pos;
-
+  const Tensor drop = I.drop_mask(c, opts, B, T, device);  // [T, T] or [B, 1, T, T]
   const bool need_graph = torch::GradMode::is_enabled();
-  const double attn_scale = std::sqrt(static_cast<double>(Dh));
+
+  Tensor pos;                                             // [B, T, D]
+  Tensor resid = I.embed_forward(c, tokens, &pos);        // [B, T, D]
   for (int l = 0; l < c.n_layers; ++l) {
     BlockModule& blk = *I.blocks[l];
-    AttnModule& attn = *blk.attn;
-    auto P = [&](int p) { return I.layer_point(l, p); };
-    I.hp(P(kResidPre), resid);
-    Tensor x = layer_norm(blk.ln1, resid, P(kLn1Scale), P(kLn1Norm));  // [B, T, D]
-
-    // Fused Q|K|V weight [D, 3·H·Dh]; cached across calls unless autograd needs it fresh.
-    Tensor w_qkv, b_qkv;
-    {
-      std::vector<Tensor> ws = {attn.W_Q, attn.W_K, attn.W_V};
-      if (attn.b_Q.defined()) { ws.push_back(attn.b_Q); ws.push_back(attn.b_K); ws.push_back(attn.b_V); }
-      auto build = [&]() {
-        w_qkv = torch::stack({attn.W_Q, attn.W_K, attn.W_V}, 0).permute({2, 0, 1, 3}).reshape({D, 3 * H * Dh});
-        if (attn.b_Q.defined()) b_qkv = torch::stack({attn.b_Q, attn.b_K, attn.b_V}, 0).reshape({3 * H * Dh});
-      };
-      bool graph = need_graph && attn.W_Q.requires_grad();
-      if (graph) {
-        build();
-      } else {
-        std::lock_guard<std::mutex> lock(I.derived_mu);
-        auto& F = I.fused[l];
-        bool fresh = F.w.defined() && F.versions.size() == ws.size();
-        for (size_t i = 0; fresh && i < ws.size(); ++i)
-          fresh = F.versions[i] == ws[i]._version() && F.ptrs[i] == ws[i].data_ptr();
-        if (!fresh) {
-          torch::NoGradGuard ng;
-          build();
-          F.w = w_qkv;
-          F.b = b_qkv;
-          F.versions.clear();
-          F.ptrs.clear();
-          for (auto& t : ws) { F.versions.push_back(t._version()); F.ptrs.push_back(t.data_ptr()); }
-        }
-        w_qkv = F.w;
-        b_qkv = F.b;
-      }
-    }
-    Tensor q, k, v;  // [B, T, H, Dh]
-    const Tensor x2 = x.reshape({B * T, D});
-    if (!c.shortformer()) {
-      Tensor qkv = linear(x2, w_qkv, b_qkv).view({B, T, 3, H, Dh});
-      q = qkv.select(2, 0);
-      k = qkv.select(2, 1);
-      v = qkv.select(2, 2);
-    } else {
-      // Shortformer (TL): W_pos is added to the normalised Q and K inputs only.
-      Tensor qk_in = (x + pos).reshape({B * T, D});
-      Tensor w_qk = w_qkv.slice(1, 0, 2 * H * Dh), w_v = w_qkv.slice(1, 2 * H * Dh, 3 * H * Dh);
-      Tensor b_qk, b_v;
-      if (b_qkv.defined()) { b_qk = b_qkv.slice(0, 0, 2 * H * Dh); b_v = b_qkv.slice(0, 2 * H * Dh, 3 * H * Dh); }
-      Tensor qk = linear(qk_in, w_qk, b_qk).view({B, T, 2, H, Dh});
-      q = qk.select(2, 0);
-      k = qk.select(2, 1);
-      v = linear(x2, w_v, b_v).view({B, T, H, Dh});
-    }
-    I.hp(P(kQ), q);
-    I.hp(P(kK), k);
-    I.hp(P(kV), v);
-
-    Tensor scores = torch::matmul(q.permute({0, 2, 1, 3}), k.permute({0, 2, 3, 1})) / attn_scale;  // [B, H, T, T]
-    scores = scores.masked_fill(drop, -std::numeric_limits<float>::infinity());
-    I.hp(P(kScores), scores);
-    Tensor pattern = torch::softmax(scores, /*dim=*/-1);  // [B, H, T, T]
-    if (static_cast<int>(opts.frozen_patterns.size()) > l && opts.frozen_patterns[l].defined()) {
-      const Tensor& fp = opts.frozen_patterns[l];
-      TORCH_CHECK(fp.sizes() == pattern.sizes(), "ForwardOptions.frozen_patterns[", l, "] must be [B, H, T, T] = ",
-                  pattern.sizes(), ", got ", fp.sizes());
-      pattern = fp.to(pattern.device(), pattern.scalar_type());
-    }
-    I.hp(P(kPattern), pattern);
-    Tensor z = torch::matmul(pattern, v.permute({0, 2, 1, 3})).permute({0, 2, 1, 3});  // [B, T, H, Dh]
-    I.hp(P(kZ), z);
-
-    Tensor attn_out;  // [B, T, D]
-    if (I.any_active && I.active[P(kResult)]) {
-      // Per-head outputs, only when asked for: result[b,t,h] = z[b,t,h] · W_O[h].
-      Tensor result = gemm::head_results(z, attn.W_O);  // [B, T, H, D]
-      I.hp(P(kResult), result);
-      attn_out = result.sum(2);
-      if (attn.b_O.defined()) attn_out = attn_out + attn.b_O;
-    } else {
-      attn_out = linear(z.reshape({B * T, H * Dh}), attn.W_O.reshape({H * Dh, D}), attn.b_O).view({B, T, D});
-    }
-    I.hp(P(kAttnOut), attn_out);
-
+    I.hp(I.layer_point(l, kResidPre), resid);
+    Tensor x = I.layer_norm_forward(c, blk.ln1, resid, I.layer_point(l, kLn1Scale), I.layer_point(l, kLn1Norm));
+    Tensor attn_out = I.attention_forward(c, l, x, pos, drop, opts, need_graph);  // [B, T, D]
     if (c.attn_only) {
       resid = resid + attn_out;
     } else {
       Tensor mid = resid + attn_out;  // [B, T, D]
-      I.hp(P(kResidMid), mid);
-      Tensor x_mlp = layer_norm(blk.ln2, mid, P(kLn2Scale), P(kLn2Norm));
-      MlpModule& mlp = *blk.mlp;
-      const int64_t M = mlp.W_in.size(1);
-      Tensor pre = linear(x_mlp.reshape({B * T, D}), mlp.W_in, mlp.b_in).view({B, T, M});  // [B, T, M]
-      I.hp(P(kMlpPre), pre);
-      Tensor post;
-      if (c.act_fn == "gelu_new") post = torch::gelu(pre, "tanh");
-      else if (c.act_fn == "gelu") post = torch::gelu(pre);
-      else post = torch::relu(pre);
-      I.hp(P(kMlpPost), post);
-      Tensor mlp_out = linear(post.reshape({B * T, M}), mlp.W_out, mlp.b_out).view({B, T, D});
-      I.hp(P(kMlpOut), mlp_out);
-      resid = mid + mlp_out;
+      I.hp(I.layer_point(l, kResidMid), mid);
+      resid = mid + I.mlp_forward(c, l, mid);
     }
-    I.hp(P(kResidPost), resid);
+    I.hp(I.layer_point(l, kResidPost), resid);
   }
-
-  Tensor xf = layer_norm(I.ln_final, resid, kLnfScale, kLnfNorm);  // [B, T, D]
-  Tensor xf2 = xf.reshape({B * T, D});
-  Tensor logits;  // [B·T, V_out]
-  if (c.tied_unembed) logits = gemm::mm(xf2, I.embed->W_E.t());
-  else logits = linear(xf2, I.unembed->W_U, I.unembed->b_U);
-  logits = logits.view({B, T, c.vocab_out()});
+  Tensor logits = I.unembed_forward(c, resid);  // [B, T, V_out]
   return unbatched ? logits.squeeze(0) : logits;
 }
 
