@@ -54,6 +54,7 @@ int64_t to_int64(const json& v, const std::string& where, const std::string& key
 
 uint64_t to_uint64(const json& v, const std::string& where, const std::string& key, const char* expected) {
   if (v.is_number_unsigned()) return v.get<uint64_t>();
+  if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
   if (v.is_number_integer() || v.is_number_float()) {
     if (v.is_number_float()) {
       const double d = v.get<double>();

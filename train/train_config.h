@@ -3,6 +3,7 @@
 // (trainer.h) and free of LibTorch: the model part is a models::ModelConfig.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -52,13 +53,52 @@ struct TrainConfig {
   int keep_checkpoints = 3;
   int snapshots = 16;  // model dirs at log-spaced steps (plus step 0); 0: none
 
+  // The field list: reading (unknown keys are an Error), writing, range checks and equality.
+  // `v(key, field, min, max)`; bounds are inclusive and checked by validate(); the "model"
+  // section is visited by `v.model(key, field)`.
+  template <class Self, class V>
+  static void visit_fields(Self& c, V&& v) {
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    v("name", c.name);
+    v.model("model", c.model);
+    v("batch_size", c.batch_size, int64_t{1}, kMax);
+    v("grad_accum", c.grad_accum, int64_t{1}, kMax);
+    v("seed", c.seed);
+    v("span_repeat_prob", c.span_repeat_prob, 0.0, 1.0);
+    v("span_repeat_min_len", c.span_repeat_min_len);
+    v("span_repeat_adjacent", c.span_repeat_adjacent);
+    v("pos_init_std", c.pos_init_std);
+    v("steps", c.steps, int64_t{1}, kMax);
+    v("lr", c.lr);
+    v("min_lr", c.min_lr);
+    v("warmup_steps", c.warmup_steps, int64_t{0}, kMax);
+    v("weight_decay", c.weight_decay, 0.0, kInf);
+    v("decay_embeddings", c.decay_embeddings);
+    v("beta1", c.beta1);
+    v("beta2", c.beta2);
+    v("adam_eps", c.adam_eps);
+    v("grad_clip", c.grad_clip);
+    v("log_every", c.log_every, int64_t{1}, kMax);
+    v("eval_every", c.eval_every, int64_t{0}, kMax);
+    v("eval_windows", c.eval_windows, int64_t{1}, kMax);
+    v("checkpoint_every", c.checkpoint_every, int64_t{0}, kMax);
+    v("keep_checkpoints", c.keep_checkpoints, int64_t{1}, kMax);
+    v("snapshots", c.snapshots, int64_t{0}, kMax);
+  }
+
   // Error naming `where` and the field when a value is out of range.
   void validate(const std::string& where) const;
   int64_t tokens_per_step() const { return batch_size * model.n_ctx; }
 };
 
+// Every field of the list equal (the model's too).
+bool operator==(const TrainConfig& a, const TrainConfig& b);
+inline bool operator!=(const TrainConfig& a, const TrainConfig& b) { return !(a == b); }
+
 nlohmann::json to_json(const TrainConfig& c);
-// Unknown keys are an Error (a typo in a preset must not be silently ignored).
+// Unknown keys are an Error (a typo in a preset must not be silently ignored); "description"
+// is the one documentation key a preset may carry.
 TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& where);
 
 // Applies "key=value" overrides to a preset's JSON: dotted keys reach into "model"
