@@ -24,19 +24,15 @@ uint64_t next_u64(uint64_t& s) {
 double uniform01(uint64_t& s) { return double(next_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
 }  // namespace
 
-int64_t sample_token(const torch::Tensor& logits, const SamplingParams& p, uint64_t& rng_state) {
-  auto l = logits.to(torch::kDouble).contiguous();  // [V]
-  const int64_t V = l.size(0);
-  if (p.temperature <= 0) return l.argmax().item<int64_t>();
-  auto probs_t = torch::softmax(l / p.temperature, 0);
-  const double* probs = probs_t.data_ptr<double>();
-  // The kept set (top-k, then the smallest top-p nucleus) under the strict order "higher
-  // probability first, ties by lower id", found by selection, not sorting: nth_element at k,
-  // then a bisection on the nucleus size where each step partitions only the undecided range
-  // (O(V) expected). The draw then walks the kept ids in ascending order, so the result
-  // depends on nothing but the probabilities and the seed.
+namespace {
+// Partitions `order` (ids 0..V-1) so that order[0, keep) is the kept set and returns keep: V
+// when no filter applies. The kept set (top-k, then the smallest top-p nucleus) under the
+// strict order "higher probability first, ties by lower id" is found by selection, not
+// sorting: nth_element at k, then a bisection on the nucleus size where each step partitions
+// only the undecided range (O(V) expected).
+int64_t partition_kept(const double* probs, const SamplingParams& p, std::vector<int64_t>& order) {
+  const int64_t V = static_cast<int64_t>(order.size());
   auto before = [&](int64_t a, int64_t b) { return probs[a] != probs[b] ? probs[a] > probs[b] : a < b; };
-  std::vector<int64_t> order(V);
   std::iota(order.begin(), order.end(), 0);
   int64_t keep = V;
   if (p.top_k > 0 && p.top_k < V) {
@@ -66,6 +62,30 @@ int64_t sample_token(const torch::Tensor& logits, const SamplingParams& p, uint6
       keep = hi;
     }
   }
+  return keep;
+}
+}  // namespace
+
+std::vector<int64_t> sampling_kept_ids(const torch::Tensor& logits, const SamplingParams& p) {
+  auto l = logits.to(torch::kDouble).contiguous();  // [V]
+  const double temperature = p.temperature > 0 ? p.temperature : 1.0;
+  auto probs_t = torch::softmax(l / temperature, 0);
+  std::vector<int64_t> order(static_cast<size_t>(l.size(0)));
+  order.resize(static_cast<size_t>(partition_kept(probs_t.data_ptr<double>(), p, order)));
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
+int64_t sample_token(const torch::Tensor& logits, const SamplingParams& p, uint64_t& rng_state) {
+  auto l = logits.to(torch::kDouble).contiguous();  // [V]
+  const int64_t V = l.size(0);
+  if (p.temperature <= 0) return l.argmax().item<int64_t>();
+  auto probs_t = torch::softmax(l / p.temperature, 0);
+  const double* probs = probs_t.data_ptr<double>();
+  // The draw walks the kept ids in ascending order, so the result depends on nothing but the
+  // probabilities and the seed.
+  std::vector<int64_t> order(static_cast<size_t>(V));
+  const int64_t keep = partition_kept(probs, p, order);
   std::vector<char> kept;  // [V], empty when every token is kept
   if (keep < V) {
     kept.assign(V, 0);

@@ -32,6 +32,11 @@ std::vector<int64_t> generate(models::HookedTransformer& model, const std::vecto
 // advanced). Deterministic for a given state.
 int64_t sample_token(const torch::Tensor& logits, const SamplingParams& params, uint64_t& rng_state);
 
+// The ids sample_token draws from, ascending: the top_k most likely, then the smallest nucleus
+// holding at least top_p of the probability (softmax(logits / temperature)), under the strict
+// order "higher probability first, ties by lower id". Every id when no filter applies.
+std::vector<int64_t> sampling_kept_ids(const torch::Tensor& logits, const SamplingParams& params);
+
 // Steering vector [Ts,D] (Ts = the longer of the two prompts): resid_pre at `layer`
 // (0..n_layers; n_layers means the final resid_post) of add minus sub, the shorter one right-padded with `pad_id`.
 torch::Tensor actadd_vector(models::HookedTransformer& model, std::vector<int64_t> add, std::vector<int64_t> sub,

@@ -1,32 +1,31 @@
 // Benchmark of `circuitlab report` on demo-sized generated runs (three toys with 12 heads a
 // layer, 3000 logged steps, and a GPT-2-small-shaped analysis): loading the run dirs, building
 // the specs/tables/claims and the page, and the whole write including the Node SVG export.
+// BM_ReportBinary times the real `circuitlab report` as a user runs it ($CIRCUITLAB_BIN, else
+// build/apps/circuitlab) against the README's budget of 30 s for demo-sized runs.
 // Run: build/bench/bench_report --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
-#include <unistd.h>
-
-#include <filesystem>
+#include <algorithm>
 
 #include "reports/report.h"
+#include "tests/common/paths.h"
+#include "tests/common/process.h"
+#include "tests/common/temp_dir.h"
 #include "tests/reports/fixture.h"
 
-namespace fs = std::filesystem;
 using namespace circuitlab::reports;
 
 namespace {
 
 struct Inputs {
-  std::string root, gpt2;
+  circuitlab::testing::TempDir tmp{"bench-report"};
+  std::string root = tmp.path(), gpt2;
   std::vector<std::string> dirs;
   Inputs() {
-    root = (fs::temp_directory_path() / ("circuitlab-bench-report-" + std::to_string(::getpid()))).string();
-    fs::remove_all(root);
-    fs::create_directories(root);
     dirs = testing::write_toy_runs(root, /*demo=*/true);
     gpt2 = testing::write_gpt2(root);
   }
-  ~Inputs() { fs::remove_all(root); }
 };
 
 Inputs& inputs() {
@@ -74,6 +73,28 @@ void BM_WriteReportWithSvg(benchmark::State& state) {
   state.counters["figures"] = r.n_figures;
 }
 BENCHMARK(BM_WriteReportWithSvg)->Arg(0)->Arg(1)->ArgName("svg")->Unit(benchmark::kMillisecond)->Iterations(2);
+
+// The whole `circuitlab report` process on the demo-sized runs, SVG export included (budget 30 s).
+void BM_ReportBinary(benchmark::State& state) {
+  auto& in = inputs();
+  namespace t = circuitlab::testing;
+  std::vector<std::string> argv{t::circuitlab_bin(), "report", "--runs"};
+  argv.insert(argv.end(), in.dirs.begin(), in.dirs.end());
+  argv.insert(argv.end(), {"--gpt2", in.gpt2, "--out", in.root + "/report-binary", "--threads", "1"});
+  double worst = 0;
+  for (auto _ : state) {
+    const t::RunResult r = t::run_program(argv);
+    if (r.exit_code != 0) {
+      state.SkipWithError(("circuitlab report failed: " + r.err).c_str());
+      break;
+    }
+    state.SetIterationTime(r.seconds);
+    worst = std::max(worst, r.seconds);
+  }
+  state.counters["budget_s"] = 30;
+  state.counters["worst_s"] = worst;
+}
+BENCHMARK(BM_ReportBinary)->UseManualTime()->Unit(benchmark::kSecond)->Iterations(1);
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -15,6 +16,9 @@
 #include "data/shards.h"
 #include "models/model_dir.h"
 #include "planted_model.h"
+#include "tests/common/paths.h"
+#include "tests/common/process.h"
+#include "tests/common/temp_dir.h"
 
 namespace circuitlab::analysis {
 namespace {
@@ -22,23 +26,16 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string bin() {
-  const char* b = std::getenv("CIRCUITLAB_BIN");
-  return b ? b : "build/apps/circuitlab";
-}
-
+// Runs `circuitlab ARGS` (a shell line); `*out` gets stdout and stderr.
 int run(const std::string& args, std::string* out = nullptr) {
-  const std::string log = fs::temp_directory_path() / ("analysis_e2e_" + std::to_string(::getpid()) + ".log");
-  int rc = std::system((bin() + " " + args + " >" + log + " 2>&1").c_str());
-  if (out) *out = read_file(log);
-  return WEXITSTATUS(rc);
+  return circuitlab::testing::run_shell(circuitlab::testing::circuitlab_bin() + " " + args, out);
 }
 
 class AnalyzeE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    root = fs::temp_directory_path() / ("analysis_e2e_" + std::to_string(::getpid()));
-    fs::remove_all(root);
+    tmp = std::make_unique<circuitlab::testing::TempDir>("analysis-e2e");
+    root = tmp->path();
     make_dirs(root + "/run/snapshots");
     make_dirs(root + "/data");
     // Text with repeats (so ICL exists): random 30-token phrases, each said twice.
@@ -57,7 +54,8 @@ class AnalyzeE2E : public ::testing::Test {
     models::HookedTransformer random_model(testing::planted_config());  // initialised at random
     models::save_model_dir(random_model, root + "/run/snapshots/step_10");
   }
-  void TearDown() override { fs::remove_all(root); }
+  void TearDown() override { tmp.reset(); }
+  std::unique_ptr<circuitlab::testing::TempDir> tmp;
   std::string root;
 };
 

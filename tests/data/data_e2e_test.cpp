@@ -16,7 +16,7 @@ namespace {
 
 RunResult cl(std::vector<std::string> args, const std::string& stdin_file = "") {
   args.insert(args.begin(), circuitlab_bin());
-  return run_program(args, stdin_file);
+  return run_program(args, {stdin_file});
 }
 
 // A user-facing failure: exit code 1, exactly one line on stderr, naming `needle`.
@@ -28,7 +28,7 @@ void expect_one_line_error(const RunResult& r, const std::string& needle) {
 }
 
 void sh(const std::string& cmd) {
-  RunResult r = run_program({"sh", "-c", cmd});
+  RunResult r = run_shell(cmd);
   ASSERT_EQ(r.exit_code, 0) << cmd << ": " << r.err;
 }
 

@@ -83,7 +83,7 @@ TEST(TokenizerGolden, EncodeMatchesJsTiktokenIdForId) {
   size_t total_ids = 0, gpt3_agree = 0;
   for (size_t i = 0; i < files.size(); ++i) {
     std::vector<int32_t> want = want_all[i].get<std::vector<int32_t>>();
-    RunResult r = run_program({circuitlab_bin(), "encode"}, files[i]);
+    RunResult r = run_program({circuitlab_bin(), "encode"}, {files[i]});
     ASSERT_EQ(r.exit_code, 0) << labels[i] << ": " << r.err;
     EXPECT_EQ(count_lines(r.out), 1) << labels[i] << ": ids must be on one line";
     EXPECT_EQ(r.out.find("  "), std::string::npos) << labels[i] << ": single spaces";

@@ -21,39 +21,22 @@
 
 #include "models/hooked_transformer.h"
 #include "models/model_dir.h"
+#include "tests/common/files.h"
+#include "tests/common/paths.h"
+#include "tests/common/process.h"
+#include "tests/common/temp_dir.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-
-std::string bin() { return fs::absolute(env_or("CIRCUITLAB_BIN", "build/apps/circuitlab")).string(); }
-std::string source_dir() { return fs::absolute(env_or("CIRCUITLAB_SOURCE_DIR", ".")).string(); }
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void spit(const std::string& path, const std::string& bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(f.good()) << "cannot write fixture " << path;
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
+using circuitlab::testing::env_or;
+using circuitlab::testing::RunResult;
+using circuitlab::testing::slurp;
+using circuitlab::testing::spit;
+using circuitlab::testing::source_dir;
+std::string bin() { return circuitlab::testing::circuitlab_bin(); }
 
 // ---- safetensors pieces: read a valid file, rewrite its header with a lie -------------------
 struct Safetensors {
@@ -102,8 +85,8 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 class Catalogue : public ::testing::TestWithParam<Case> {
  public:
   static void SetUpTestSuite() {
-    base_ = fs::temp_directory_path() / ("circuitlab-hardening-" + std::to_string(getpid()));
-    fs::create_directories(base_);
+    tmp_ = new circuitlab::testing::TempDir("hardening");
+    base_ = tmp_->path();
     // A valid toy model dir written by the real writer (the inputs below are lies about it).
     circuitlab::models::ModelConfig c;
     c.n_layers = 1; c.d_model = 8; c.n_heads = 2; c.d_head = 4; c.n_ctx = 8; c.d_vocab = 1000;
@@ -118,30 +101,23 @@ class Catalogue : public ::testing::TestWithParam<Case> {
     spit((base_ / "fixtures/text/a.txt").string(), "The cat sat on the mat.\n\nIt was a sunny day in the park.\n");
     spit((base_ / "fixtures/text/b.txt").string(), "Another document, with other words: apples and pears.\n");
   }
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    fs::remove_all(base_, ec);
-  }
+  static void TearDownTestSuite() { delete tmp_; }
+  static circuitlab::testing::TempDir* tmp_;
   static fs::path base_;
 };
+circuitlab::testing::TempDir* Catalogue::tmp_ = nullptr;
 fs::path Catalogue::base_;
 
-struct RunResult {
-  int exit_code = -1;  // 128 + signal when killed
-  std::string out, err;
-};
-
+// `circuitlab ARGS` in `dir` (at most 120 s), stdin_text on its stdin.
 RunResult run_cli(const std::string& dir, const std::vector<std::string>& args, const std::string& stdin_text) {
   spit(dir + "/.stdin", stdin_text);
-  std::string cmd = "cd " + shell_quote(dir) + " && timeout 120 " + shell_quote(bin());
-  for (const auto& a : args) cmd += " " + shell_quote(a);
-  cmd += " < .stdin > .stdout 2> .stderr";
-  int rc = std::system(cmd.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-  r.out = slurp(dir + "/.stdout");
-  r.err = slurp(dir + "/.stderr");
-  for (const char* f : {"/.stdin", "/.stdout", "/.stderr"}) fs::remove(dir + f);
+  std::vector<std::string> argv{"timeout", "120", bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  circuitlab::testing::RunOptions o;
+  o.stdin_file = dir + "/.stdin";
+  o.cwd = dir;
+  RunResult r = circuitlab::testing::run_program(argv, o);
+  fs::remove(dir + "/.stdin");
   return r;
 }
 
@@ -224,9 +200,11 @@ std::function<Args(const std::string&)> raw_file_case(std::string rel, std::stri
 // by `bytes` (empty rel: nothing replaced) and `args` run. Only the shard cases pay for it.
 std::function<Args(const std::string&)> prepared_case(std::string rel, std::string bytes, Args args) {
   return [rel, bytes, args](const std::string& d) {
-    const std::string cmd = "cd " + shell_quote(d) + " && " + shell_quote(bin()) +
-                            " prepare --quiet --val-fraction 0.5 --out prepared text > /dev/null 2>&1";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << "fixture: " << cmd;
+    circuitlab::testing::RunOptions o;
+    o.cwd = d;
+    const RunResult r = circuitlab::testing::run_program(
+        {bin(), "prepare", "--quiet", "--val-fraction", "0.5", "--out", "prepared", "text"}, o);
+    EXPECT_EQ(r.exit_code, 0) << "fixture: prepare in " << d << ": " << r.err;
     if (!rel.empty()) spit(d + "/" + rel, bytes);
     return args;
   };

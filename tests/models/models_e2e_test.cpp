@@ -23,10 +23,7 @@ namespace {
 using circuitlab::testing::all_close;
 using circuitlab::testing::run_shell;
 
-std::string bin() {
-  const char* b = std::getenv("CIRCUITLAB_BIN");
-  return b ? b : "build/apps/circuitlab";
-}
+std::string bin() { return circuitlab::testing::circuitlab_bin(); }
 
 // Reads a float32 .npy written by `circuitlab forward` (format 1.0, C order).
 torch::Tensor read_npy_f32(const std::string& path) {
@@ -61,7 +58,8 @@ class Cli : public ::testing::Test {
 std::string Cli::fx_;
 
 TEST_F(Cli, ForwardWritesLogitsNpyEqualToInProcessForward) {
-  std::string tmp = circuitlab::testing::make_temp_dir("cli");
+  const circuitlab::testing::TempDir tmp_dir("cli");
+  std::string tmp = tmp_dir.path();
   for (const std::string name : {"toy_ln_shortformer", "gpt2_hf_prefixed"}) {
     std::string out;
     std::string cmd = bin() + " forward --model " + fx_ + "/" + name + " --tokens \"3 1 4 1 5 9 2 6\" --no-prepend-bos --npy " +
@@ -84,7 +82,8 @@ TEST_F(Cli, InspectAndExport) {
   EXPECT_NE(out.find("blocks.1.mlp.W_out"), std::string::npos) << out;
   LoadedModel lm = load_model_dir(fx_ + "/gpt2_hf");
   EXPECT_NE(out.find("parameters: " + std::to_string(lm.model->num_parameters())), std::string::npos) << out;
-  std::string tmp = circuitlab::testing::make_temp_dir("export-cli");
+  const circuitlab::testing::TempDir tmp_dir("export-cli");
+  std::string tmp = tmp_dir.path();
   ASSERT_EQ(run_shell(bin() + " export --model " + fx_ + "/gpt2_hf --out " + tmp + "/tl", &out), 0) << out;
   LoadedModel tl = load_model_dir(tmp + "/tl");
   EXPECT_EQ(tl.model->cfg().family, "toy");
@@ -113,7 +112,8 @@ TEST_F(Cli, BadInputsExitNonZeroWithOneLine) {
   expect_cli_error("forward --model " + m + " --tokens \"1 2 3\"", {"50256", "d_vocab 41"});  // BOS not in a toy vocab
   expect_cli_error("forward --model /nonexistent/model --tokens 1", {"/nonexistent/model"});
   // Truncated weights file.
-  std::string tmp = circuitlab::testing::make_temp_dir("cli-bad");
+  const circuitlab::testing::TempDir tmp_dir("cli-bad");
+  std::string tmp = tmp_dir.path();
   std::string cut = tmp + "/cut";
   make_dirs(cut);
   write_file_atomic(cut + "/config.json", read_file(m + "/config.json"));
@@ -155,7 +155,8 @@ struct LocalHub {
 };
 
 TEST_F(Cli, FetchGpt2FromLoopbackHubIsCompleteAndResumable) {
-  std::string root = circuitlab::testing::make_temp_dir("hub");
+  const circuitlab::testing::TempDir root_tmp("hub");
+  std::string root = root_tmp.path();
   std::string files = root + "/gpt2/resolve/main";
   make_dirs(files);
   const std::string tok = circuitlab::testing::source_dir() + "/assets/tokenizer";
@@ -166,7 +167,8 @@ TEST_F(Cli, FetchGpt2FromLoopbackHubIsCompleteAndResumable) {
   for (const auto& [f, p] : src) write_file_atomic(files + "/" + f, read_file(p));
   LocalHub hub(root);
   ASSERT_GT(hub.port, 0);
-  std::string out_dir = circuitlab::testing::make_temp_dir("fetched") + "/gpt2";
+  const circuitlab::testing::TempDir out_dir_tmp("fetched");
+  std::string out_dir = out_dir_tmp / "gpt2";
   std::string out;
   ASSERT_EQ(run_shell(bin() + " fetch-gpt2 gpt2 --base-url " + hub.url() + " --out " + out_dir, &out), 0) << out;
   for (const auto& [f, p] : src) EXPECT_EQ(read_file(out_dir + "/" + f), read_file(p)) << f;
@@ -176,7 +178,8 @@ TEST_F(Cli, FetchGpt2FromLoopbackHubIsCompleteAndResumable) {
   ASSERT_EQ(run_shell(bin() + " forward --model " + out_dir + " --tokens \"1 2 3\" --no-prepend-bos", &out), 0) << out;
 
   // Resume: half a .part file is completed with a Range request, not restarted.
-  std::string resumed = circuitlab::testing::make_temp_dir("resumed") + "/gpt2";
+  const circuitlab::testing::TempDir resumed_tmp("resumed");
+  std::string resumed = resumed_tmp / "gpt2";
   make_dirs(resumed);
   std::string full = read_file(src["model.safetensors"]);
   write_file_atomic(resumed + "/model.safetensors.part", full.substr(0, full.size() / 2));

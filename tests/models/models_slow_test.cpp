@@ -73,7 +73,8 @@ TEST(LoadRss, Child) {
 }
 
 TEST(LoadRss, PeakBelow1_3xFileSize) {
-  std::string dir = circuitlab::testing::make_temp_dir("gpt2small") + "/gpt2";
+  const circuitlab::testing::TempDir dir_tmp("gpt2small");
+  std::string dir = dir_tmp / "gpt2";
   write_gpt2_small(dir);
   const double file_mb = SafetensorsFile::open(dir + "/model.safetensors").file_size() / 1e6;
   std::string out;

@@ -305,7 +305,8 @@ TEST(Params, TransformerLensNamesAndGpt2Init) {
 
 // ------------------------------------------------------------------------------ safetensors
 TEST(Safetensors, RoundTripEveryDtype) {
-  std::string dir = circuitlab::testing::make_temp_dir("st");
+  const circuitlab::testing::TempDir dir_tmp("st");
+  std::string dir = dir_tmp.path();
   std::map<std::string, torch::Tensor> t;
   t["f32"] = torch::randn({3, 4});
   t["f16"] = torch::randn({5}).to(torch::kHalf);
@@ -364,7 +365,8 @@ void expect_error(const std::string& path, const std::vector<std::string>& parts
 }
 
 TEST(Safetensors, BadInputsAreOneLineErrorsNamingFileAndTensor) {
-  std::string d = circuitlab::testing::make_temp_dir("stbad");
+  const circuitlab::testing::TempDir d_tmp("stbad");
+  std::string d = d_tmp.path();
   {
     std::string p = d + "/tiny";
     write_file_atomic(p, std::string(5, '\0'));
@@ -399,7 +401,8 @@ TEST(ModelDir, ExportImportIsBitIdenticalWithTransformerLensNamesAndShapes) {
   for (bool ln : {true, false}) {
     ModelConfig c = toy_cfg(2, ln, ln ? "standard" : "shortformer");
     HookedTransformer m(c);
-    std::string d = circuitlab::testing::make_temp_dir("export");
+    const circuitlab::testing::TempDir d_tmp("export");
+    std::string d = d_tmp.path();
     save_model_dir(m, d);
     // Literal TransformerLens state-dict names and shapes for this HookedTransformerConfig
     // (n_layers 2, d_model 16, n_heads 4, d_head 5, n_ctx 12, d_vocab 41, attn_only).
@@ -428,7 +431,8 @@ TEST(ModelDir, ExportImportIsBitIdenticalWithTransformerLensNamesAndShapes) {
     auto a = m->state_dict(), b = back.model->state_dict();
     ASSERT_EQ(a.size(), b.size());
     for (const auto& [n, t] : a) EXPECT_TRUE(torch::equal(t, b.at(n))) << n;
-    std::string d2 = circuitlab::testing::make_temp_dir("export2");
+    const circuitlab::testing::TempDir d2_tmp("export2");
+    std::string d2 = d2_tmp.path();
     save_model_dir(back.model, d2);
     EXPECT_EQ(read_file(d + "/model.safetensors"), read_file(d2 + "/model.safetensors")) << "byte-identical re-export";
     EXPECT_EQ(read_file(d + "/config.json"), read_file(d2 + "/config.json"));
@@ -438,7 +442,7 @@ TEST(ModelDir, ExportImportIsBitIdenticalWithTransformerLensNamesAndShapes) {
 class ModelDirBad : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = circuitlab::testing::make_temp_dir("bad");
+    dir_ = tmp_.path();
     HookedTransformer m(toy_cfg(1, true));
     save_model_dir(m, dir_);
     sd_ = m->state_dict();
@@ -453,6 +457,7 @@ class ModelDirBad : public ::testing::Test {
       for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "mentions '" << p << "': " << msg;
     }
   }
+  circuitlab::testing::TempDir tmp_{"models-bad"};
   std::string dir_;
   std::map<std::string, torch::Tensor> sd_;
 };

@@ -1,7 +1,8 @@
 // End-to-end tests of `circuitlab report`: demo-sized generated runs through the real binary
-// (time and size budgets), the SVG export, the page in headless Chromium with the network
-// blocked (browser_check.mjs; screenshots in <build>/test-artifacts/reports/), a changed
-// value in analysis.json showing up in exactly the matching figure, and bad-input errors.
+// (size budget; its time is bench/bench_report.cpp's BM_ReportBinary), the SVG export, the page
+// in headless Chromium with the network blocked (browser_check.mjs; screenshots in
+// <build>/test-artifacts/reports/), a changed value in analysis.json showing up in exactly the
+// matching figure, and bad-input errors.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -16,6 +17,8 @@
 #include <sstream>
 
 #include "core/file_io.h"
+#include "tests/common/paths.h"
+#include "tests/common/process.h"
 #include "tests/reports/fixture.h"
 
 namespace fs = std::filesystem;
@@ -24,33 +27,18 @@ namespace fx = circuitlab::reports::testing;
 
 namespace {
 
-struct Proc {
-  int status;
-  std::string out;
-  double seconds;
-};
+using circuitlab::testing::circuitlab_bin;
+using circuitlab::testing::RunResult;
+using circuitlab::testing::source_dir;
 
-Proc run(const std::string& cmd) {
-  auto t0 = std::chrono::steady_clock::now();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = p ? pclose(p) : -1;
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out,
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+// Runs a shell command line, stderr merged into `out` (the report prints its summary there).
+RunResult run(const std::string& cmd) {
+  circuitlab::testing::RunOptions o;
+  o.merge_stderr = true;
+  return circuitlab::testing::run_shell(cmd, o);
 }
 
-std::string bin() {
-  const char* b = std::getenv("CIRCUITLAB_BIN");
-  return b ? b : "build/apps/circuitlab";
-}
-
-std::string source_dir() {
-  const char* s = std::getenv("CIRCUITLAB_SOURCE_DIR");
-  return s ? s : ".";
-}
+std::string bin() { return circuitlab_bin(); }
 
 // <build>/test-artifacts/reports: the binary lives in <build>/apps/.
 fs::path artifacts() {
@@ -90,10 +78,9 @@ std::string ReportsE2E::gpt2_;
 TEST_F(ReportsE2E, DemoSizedReportRendersInHeadlessChromiumOffline) {
   fs::path out = artifacts() / "report";
   fs::remove_all(out);
-  Proc p = run(report_cmd(out));
-  ASSERT_EQ(p.status, 0) << p.out;
+  RunResult p = run(report_cmd(out));
+  ASSERT_EQ(p.exit_code, 0) << p.out;
   std::printf("[report] %.2f s wall: %s", p.seconds, p.out.substr(p.out.rfind("report: ")).c_str());
-  EXPECT_LT(p.seconds, 30.0) << "report generation for demo-sized runs must take < 30 s";
   uintmax_t bytes = fs::file_size(out / "index.html");
   EXPECT_LT(bytes, 10u * 1024 * 1024) << "index.html must stay < 10 MB";
 
@@ -114,9 +101,9 @@ TEST_F(ReportsE2E, DemoSizedReportRendersInHeadlessChromiumOffline) {
 
   fs::path shots = artifacts() / "screenshots";
   fs::remove_all(shots);
-  Proc b = run("cd " + q(source_dir()) + " && timeout 300 node tests/reports/browser_check.mjs " + q((out / "index.html").string()) +
+  RunResult b = run("cd " + q(source_dir()) + " && timeout 300 node tests/reports/browser_check.mjs " + q((out / "index.html").string()) +
                " " + q(shots.string()));
-  ASSERT_EQ(b.status, 0) << b.out;
+  ASSERT_EQ(b.exit_code, 0) << b.out;
   json r = json::parse(b.out.substr(b.out.rfind("\n{") == std::string::npos ? 0 : b.out.rfind("\n{") + 1));
   EXPECT_EQ(r["figures"].get<size_t>(), n_figs);
   EXPECT_EQ(r["rendered"].get<size_t>(), n_figs);
@@ -134,7 +121,7 @@ TEST_F(ReportsE2E, ChangedAnalysisValueChangesExactlyTheMatchingFigureAndClaim) 
   fs::path a_out = artifacts() / "report-before", b_out = artifacts() / "report-after";
   fs::remove_all(a_out);
   fs::remove_all(b_out);
-  ASSERT_EQ(run(report_cmd(a_out)).status, 0);
+  ASSERT_EQ(run(report_cmd(a_out)).exit_code, 0);
   std::string path = dirs_[2] + "/analysis.json";
   std::string original = circuitlab::read_file(path);
   json a = json::parse(original);
@@ -144,9 +131,9 @@ TEST_F(ReportsE2E, ChangedAnalysisValueChangesExactlyTheMatchingFigureAndClaim) 
     if (h["layer"] == 1 && h["head"] == 3) h["induction_score"] = 0.4321;
   a["icl"]["icl_score"] = -0.6543;
   circuitlab::write_file_atomic(path, a.dump());
-  Proc p = run(report_cmd(b_out));
+  RunResult p = run(report_cmd(b_out));
   circuitlab::write_file_atomic(path, original);
-  ASSERT_EQ(p.status, 0) << p.out;
+  ASSERT_EQ(p.exit_code, 0) << p.out;
 
   auto svg = [](const fs::path& dir, const std::string& id) { return circuitlab::read_file((dir / "svg" / (id + ".svg")).string()); };
   std::string before = svg(a_out, "head-scores-attn2l"), after = svg(b_out, "head-scores-attn2l");
@@ -161,20 +148,20 @@ TEST_F(ReportsE2E, ChangedAnalysisValueChangesExactlyTheMatchingFigureAndClaim) 
 }
 
 TEST_F(ReportsE2E, BadInputIsOneLineAndExitOne) {
-  Proc p = run(q(bin()) + " report --runs " + q((root_ / "missing").string()) + " --out " + q((artifacts() / "bad").string()));
-  EXPECT_EQ(p.status, 1) << p.out;
+  RunResult p = run(q(bin()) + " report --runs " + q((root_ / "missing").string()) + " --out " + q((artifacts() / "bad").string()));
+  EXPECT_EQ(p.exit_code, 1) << p.out;
   EXPECT_NE(p.out.find("missing"), std::string::npos) << p.out;
   EXPECT_EQ(std::count(p.out.begin(), p.out.end(), '\n'), 1) << p.out;
   // A parent directory of analysed runs stands for the runs inside it, in name order.
   fs::path all = artifacts() / "report-from-parent";
-  Proc d = run(q(bin()) + " report --runs " + q(root_.string()) + " --out " + q(all.string()) + " --no-svg");
-  EXPECT_EQ(d.status, 0) << d.out;
+  RunResult d = run(q(bin()) + " report --runs " + q(root_.string()) + " --out " + q(all.string()) + " --no-svg");
+  EXPECT_EQ(d.exit_code, 0) << d.out;
   std::string html = circuitlab::read_file((all / "index.html").string());
   size_t p0 = html.find("<th>attn0l</th>"), p1 = html.find("<th>attn1l</th>"), p2 = html.find("<th>attn2l</th>");
   EXPECT_TRUE(p0 != std::string::npos && p0 < p1 && p1 < p2);
   EXPECT_NE(html.find("<th>gpt2</th>"), std::string::npos);  // the fixture's gpt2 dir is a run dir too
-  Proc h = run(q(bin()) + " report --help");
-  EXPECT_EQ(h.status, 0);
+  RunResult h = run(q(bin()) + " report --help");
+  EXPECT_EQ(h.exit_code, 0);
   EXPECT_NE(h.out.find("--gpt2"), std::string::npos);
   EXPECT_NE(h.out.find("--threads"), std::string::npos);
 }
@@ -187,13 +174,13 @@ TEST(ReportsRealAnalysis, ReportDrawsWhatCircuitlabAnalyzeWrote) {
   fx::FixtureShape s;
   s.n_layers = 2, s.n_heads = 4, s.d_model = 32, s.d_head = 8, s.n_ctx = 128, s.d_vocab = 512, s.seed = 5;
   fx::write_random_model((run_dir / "model").string(), s);
-  Proc a = run("OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 timeout 300 " + q(bin()) + " analyze --model " +
+  RunResult a = run("OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 timeout 300 " + q(bin()) + " analyze --model " +
                q((run_dir / "model").string()) + " --out " + q((run_dir / "analysis.json").string()) + " --threads 1 --quiet");
-  ASSERT_EQ(a.status, 0) << a.out;
+  ASSERT_EQ(a.exit_code, 0) << a.out;
   fs::path out = artifacts() / "real-report";
   fs::remove_all(out);
-  Proc r = run(q(bin()) + " report --runs " + q(run_dir.string()) + " --out " + q(out.string()));
-  ASSERT_EQ(r.status, 0) << r.out;
+  RunResult r = run(q(bin()) + " report --runs " + q(run_dir.string()) + " --out " + q(out.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
   std::printf("[analyze] %.1f s, [report] %.1f s\n", a.seconds, r.seconds);
 
   json analysis = json::parse(circuitlab::read_file((run_dir / "analysis.json").string()));

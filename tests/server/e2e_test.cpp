@@ -24,12 +24,8 @@ TEST(LabBrowser, AttentionAblationPatchingSteering) {
   const std::string url = "http://127.0.0.1:" + std::to_string(serve.port()) + "/";
   const std::string cmd = "timeout 600 '" + std::string(CIRCUITLAB_NODE) + "' '" + labtest::source_dir() +
                           "/tests/server/e2e_lab.mjs' '" + url + "' '" + CIRCUITLAB_ARTIFACTS + "' 2 4 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
   std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int rc = ::pclose(p);
+  const int rc = circuitlab::testing::run_shell(cmd, &out);
   std::printf("%s", out.c_str());
   EXPECT_EQ(rc, 0) << "browser test failed:\n" << out;
   EXPECT_NE(out.find("e2e ok"), std::string::npos);

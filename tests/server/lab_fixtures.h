@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <list>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -20,13 +21,13 @@
 #include "data/tokenizer.h"
 #include "data/vocab_map.h"
 #include "models/model_dir.h"
+#include "tests/common/paths.h"
+#include "tests/common/process.h"
+#include "tests/common/temp_dir.h"
 
 namespace circuitlab::labtest {
 
-inline std::string source_dir() {
-  const char* s = std::getenv("CIRCUITLAB_SOURCE_DIR");
-  return s && *s ? s : ".";
-}
+using circuitlab::testing::source_dir;
 
 // Texts whose tokens the toy's compact vocabulary covers (the web page's default prompts among them).
 inline std::vector<std::string> toy_vocab_texts() {
@@ -62,24 +63,22 @@ inline std::string make_toy_model_dir(const std::string& dir, int n_layers = 2, 
 }
 
 inline std::string make_gpt2_dir(const std::string& dir) {
-  const std::string cmd = "/usr/bin/python3 " + source_dir() + "/tests/server/make_tiny_gpt2.py '" + dir + "'";
-  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
+  const auto r = circuitlab::testing::run_program({"/usr/bin/python3", source_dir() + "/tests/server/make_tiny_gpt2.py", dir});
+  if (r.exit_code != 0) throw std::runtime_error("make_tiny_gpt2.py failed:\n" + r.output());
   return dir;
 }
 
+// A fresh directory, removed when the test program exits.
 inline std::string fresh_temp_dir(const std::string& name) {
-  auto d = std::filesystem::temp_directory_path() / ("circuitlab-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  return d.string();
+  static std::list<circuitlab::testing::TempDir> dirs;
+  return dirs.emplace_back("lab-" + name).path();
 }
 
 // `circuitlab serve` as a child process; stopped (SIGTERM, then SIGKILL) on destruction.
 class ServeProcess {
  public:
   explicit ServeProcess(std::vector<std::string> args, const std::string& log_path) {
-    const char* bin = std::getenv("CIRCUITLAB_BIN");
-    if (!bin || !*bin) throw std::runtime_error("CIRCUITLAB_BIN is not set (run through ctest)");
+    const std::string bin = circuitlab::testing::circuitlab_bin();
     port_file_ = log_path + ".port";
     std::filesystem::remove(port_file_);
     std::vector<std::string> argv{bin, "serve", "--port", "0", "--port-file", port_file_};

@@ -1,6 +1,7 @@
-// Unit tests of the lab's sampler (analysis/steering.h sample_token): top-k and top-p keep
-// exactly the tokens a plain sort of the whole vocabulary would keep, ties go to the lower id,
-// greedy is the argmax, and the same seed gives the same draws.
+// Unit tests of the lab's sampler (analysis/steering.h sample_token, sampling_kept_ids): top-k
+// and top-p keep exactly the tokens a plain sort of the whole vocabulary would keep, every draw
+// comes from that set, ties go to the lower id, greedy is the argmax, and the same seed gives
+// the same draws.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -44,6 +45,9 @@ TEST(Sampler, TopKAndTopPKeepWhatAFullSortKeeps) {
     p.top_k = k;
     p.top_p = top_p;
     const auto kept = reference_kept(logits, k, top_p);
+    const auto ids = sampling_kept_ids(logits, p);
+    EXPECT_EQ(std::set<int64_t>(ids.begin(), ids.end()), kept) << "top_k " << k << " top_p " << top_p;
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
     const auto seen = drawn(logits, p, 4000);
     for (int64_t t : seen) EXPECT_TRUE(kept.count(t)) << "top_k " << k << " top_p " << top_p << " drew " << t;
     if (kept.size() <= 3) EXPECT_EQ(seen, kept) << "top_k " << k << ": 4000 draws should reach every kept token";
@@ -61,6 +65,8 @@ TEST(Sampler, TopPKeepsExactlyTheSmallestNucleus) {
     p.top_p = top_p;
     const auto kept = reference_kept(logits, 0, top_p);
     ASSERT_LE(kept.size(), 3u);
+    const auto ids = sampling_kept_ids(logits, p);
+    EXPECT_EQ(std::set<int64_t>(ids.begin(), ids.end()), kept) << "top_p " << top_p;
     EXPECT_EQ(drawn(logits, p, 4000), kept) << "top_p " << top_p;
   }
 }
@@ -69,6 +75,7 @@ TEST(Sampler, TiesGoToTheLowerIdAndGreedyIsTheArgmax) {
   const torch::Tensor flat = torch::zeros({10});  // [V], every token equally likely
   SamplingParams p;
   p.top_k = 2;
+  EXPECT_EQ(sampling_kept_ids(flat, p), (std::vector<int64_t>{0, 1}));
   EXPECT_EQ(drawn(flat, p, 500), (std::set<int64_t>{0, 1}));
   torch::Tensor peaked = torch::zeros({10});
   peaked[6] = 4.0;

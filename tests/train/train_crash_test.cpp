@@ -65,7 +65,9 @@ void expect_newest_checkpoint_loads(const std::string& run_dir, const TrainConfi
 }
 
 TEST(CrashTest, KillNineTwiceResumeBitIdentical) {
-  const std::string data = make_data_dir("crash");
+  const TempDir data_dir("train-crash-data"), tmp("train-crash");
+  write_data_dir(data_dir.path());
+  const std::string& data = data_dir.path();
   TrainConfig c = tiny_config(2, 400);
   c.model.d_model = 64;
   c.model.n_ctx = 64;
@@ -74,15 +76,15 @@ TEST(CrashTest, KillNineTwiceResumeBitIdentical) {
   c.keep_checkpoints = 2;
   c.span_repeat_prob = 0.3;
   c.span_repeat_min_len = 4;
-  const std::string dir = temp_dir("crash");
+  const std::string& dir = tmp.path();
   const std::string preset = dir + "/crash.json";
   write_file_atomic(preset, to_json(c).dump(2));
   auto args = [&](const std::string& out, bool resume) {
-    std::vector<std::string> a = {bin(), "train", "--preset", preset, "--data", data, "--out", out, "--threads", "1", "--quiet"};
+    std::vector<std::string> a = {circuitlab_bin(), "train", "--preset", preset, "--data", data, "--out", out, "--threads", "1", "--quiet"};
     if (resume) a.push_back("--resume");
     return a;
   };
-  ASSERT_EQ(sh(bin() + " train --preset " + preset + " --data " + data + " --out " + dir + "/ref --threads 1 --quiet"), 0);
+  ASSERT_EQ(circuitlab::testing::run_program(args(dir + "/ref", false)).exit_code, 0);
 
   std::mt19937 rng(std::random_device{}());
   const std::string out = dir + "/crashed";
@@ -105,12 +107,10 @@ TEST(CrashTest, KillNineTwiceResumeBitIdentical) {
     expect_newest_checkpoint_loads(out, c);
     resume = true;
   }
-  ASSERT_EQ(sh(bin() + " train --preset " + preset + " --data " + data + " --out " + out + " --threads 1 --quiet --resume"), 0);
+  ASSERT_EQ(circuitlab::testing::run_program(args(out, true)).exit_code, 0);
   auto a = weights(dir + "/ref/model"), b = weights(out + "/model");
   ASSERT_EQ(a.size(), b.size());
   for (auto& [k, t] : a) EXPECT_TRUE(torch::equal(t, b.at(k))) << k << " differs after kill -9 + resume";
-  fs::remove_all(dir);
-  fs::remove_all(data);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "models/hooked_transformer.h"
+#include "tests/common/all_close.h"
 #include "train/fast_attn_only.h"
 #include "train/optimizer.h"
 
@@ -23,18 +24,7 @@ constexpr double kF32Rtol = 1e-4, kF32Atol = 1e-6;
 // fp64: the same, where rounding is 2^-52.
 constexpr double kF64Rtol = 1e-10, kF64Atol = 1e-12;
 
-::testing::AssertionResult all_close(const torch::Tensor& got, const torch::Tensor& want, double rtol, double atol,
-                                     const std::string& what) {
-  if (!got.defined() || !want.defined()) return ::testing::AssertionFailure() << what << ": undefined tensor";
-  auto g = got.detach().to(torch::kFloat64), w = want.detach().to(torch::kFloat64);
-  if (g.sizes() != w.sizes()) return ::testing::AssertionFailure() << what << ": shape " << g.sizes() << " vs " << w.sizes();
-  auto excess = (g - w).abs() - (atol + rtol * w.abs());
-  auto idx = excess.flatten().argmax().item<int64_t>();
-  if (excess.flatten()[idx].item<double>() <= 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": worst mismatch at flat index " << idx << ": got "
-                                       << g.flatten()[idx].item<double>() << ", want " << w.flatten()[idx].item<double>()
-                                       << " (rtol " << rtol << ", atol " << atol << ")";
-}
+using circuitlab::testing::all_close;
 
 struct Case {
   std::string name;

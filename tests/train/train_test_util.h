@@ -1,11 +1,6 @@
 // Shared helpers for the train/ tests: a tiny synthetic corpus of repeated random sequences
 // written as real token shards, tiny configs, and running the real `circuitlab` binary.
 #pragma once
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdlib>
-#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,17 +9,18 @@
 
 #include "data/shards.h"
 #include "models/model_dir.h"
+#include "tests/common/all_close.h"
+#include "tests/common/paths.h"
+#include "tests/common/process.h"
+#include "tests/common/temp_dir.h"
 #include "train/train_config.h"
 
 namespace circuitlab::train::testing {
 
-// A fresh directory under the temp dir (removed by the caller when it wants to).
-inline std::string temp_dir(const std::string& tag) {
-  auto base = std::filesystem::temp_directory_path() / ("circuitlab-train-" + tag + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(base);
-  std::filesystem::create_directories(base);
-  return base.string();
-}
+using circuitlab::testing::all_close;
+using circuitlab::testing::circuitlab_bin;
+using circuitlab::testing::run_shell;
+using circuitlab::testing::TempDir;
 
 // Documents of `len` random GPT-2 ids from a pool of `pool` ids, each written twice, then EOT:
 // the second copy is predictable only in context (what induction learns).
@@ -42,11 +38,10 @@ inline std::vector<int32_t> repeated_corpus(int docs, int len, int pool, uint32_
   return ids;
 }
 
-inline std::string make_data_dir(const std::string& tag, int pool = 48, int len = 12) {
-  std::string dir = temp_dir(tag + "-data");
+// train.bin and val.bin of repeated_corpus into `dir` (which exists).
+inline void write_data_dir(const std::string& dir, int pool = 48, int len = 12) {
   data::write_nanogpt_shard(dir + "/train.bin", repeated_corpus(3000, len, pool, 1));
   data::write_nanogpt_shard(dir + "/val.bin", repeated_corpus(200, len, pool, 2));
-  return dir;
 }
 
 // A tiny attention-only config on a compact vocabulary of 64 ids.
@@ -75,18 +70,6 @@ inline TrainConfig tiny_config(int layers, int64_t steps) {
   c.keep_checkpoints = 2;
   c.snapshots = 4;
   return c;
-}
-
-inline std::string bin() {
-  const char* b = std::getenv("CIRCUITLAB_BIN");
-  return b ? b : "build/apps/circuitlab";
-}
-
-// Runs a command line through /bin/sh; returns the exit status (-1 when killed by a signal).
-inline int sh(const std::string& cmd) {
-  int st = std::system(cmd.c_str());
-  if (st == -1 || !WIFEXITED(st)) return -1;
-  return WEXITSTATUS(st);
 }
 
 inline std::map<std::string, torch::Tensor> weights(const std::string& model_dir) {

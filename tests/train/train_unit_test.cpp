@@ -4,15 +4,18 @@
 // and two Gloo processes on loopback against one process on the same global batch.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "data/batches.h"
 #include "models/hooked_transformer.h"
 #include "models/model_dir.h"
 #include "tests/train/train_test_util.h"
@@ -33,19 +36,6 @@ namespace fs = std::filesystem;
 constexpr double kStepRtol = 1e-5, kStepAtol = 1e-7;
 // Data parallel: a different summation order of the same gradients (issue: 1e-5 relative).
 constexpr double kDpRtol = 1e-5, kDpAtol = 1e-6;
-
-// Two-sided allclose that reports the worst element.
-::testing::AssertionResult all_close(const torch::Tensor& got, const torch::Tensor& want, double rtol, double atol) {
-  auto g = got.detach().to(torch::kFloat64).cpu(), w = want.detach().to(torch::kFloat64).cpu();
-  if (g.sizes() != w.sizes()) return ::testing::AssertionFailure() << "shape " << g.sizes() << " vs " << w.sizes();
-  auto excess = (g - w).abs() - (atol + rtol * w.abs());
-  auto idx = excess.flatten().argmax().item<int64_t>();
-  double worst = excess.flatten()[idx].item<double>();
-  if (worst <= 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "worst mismatch at flat index " << idx << ": got "
-                                       << g.flatten()[idx].item<double>() << ", want " << w.flatten()[idx].item<double>()
-                                       << " (rtol " << rtol << ", atol " << atol << ")";
-}
 
 double val_loss(const std::string& model_dir, const std::string& data_dir, int64_t second_half_len = 0) {
   auto lm = models::load_model_dir(model_dir);
@@ -213,20 +203,24 @@ TEST(SpanRepeat, CopiesAnEarlierSpanDeterministically) {
 
 class TinyTraining : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { data_dir_ = new std::string(make_data_dir("unit")); }
-  static void TearDownTestSuite() {
-    fs::remove_all(*data_dir_);
-    delete data_dir_;
+  static void SetUpTestSuite() {
+    data_tmp_ = new TempDir("train-unit-data");
+    write_data_dir(data_tmp_->path());
+    data_dir_ = &data_tmp_->path();
   }
-  static std::string* data_dir_;
+  static void TearDownTestSuite() { delete data_tmp_; }
+  static TempDir* data_tmp_;
+  static const std::string* data_dir_;
 };
-std::string* TinyTraining::data_dir_ = nullptr;
+TempDir* TinyTraining::data_tmp_ = nullptr;
+const std::string* TinyTraining::data_dir_ = nullptr;
 
 void expect_loss_falls(int layers, const std::string& data_dir) {
   TrainConfig c = tiny_config(layers, 300);
   RunOptions o;
   o.data_dir = data_dir;
-  o.out_dir = temp_dir("falls" + std::to_string(layers));
+  const TempDir out("train-falls" + std::to_string(layers));
+  o.out_dir = out.path();
   o.progress = false;
   RunSummary s = run_training(c, o);
   EXPECT_EQ(s.steps, 300);
@@ -257,7 +251,6 @@ void expect_loss_falls(int layers, const std::string& data_dir) {
   }
   EXPECT_EQ(n, 300 / 5);
   EXPECT_EQ(list_checkpoints(o.out_dir + "/checkpoints").size(), 2u);  // keep_checkpoints
-  fs::remove_all(o.out_dir);
 }
 
 TEST_F(TinyTraining, LossFallsOneLayer) { expect_loss_falls(1, *data_dir_); }
@@ -270,11 +263,12 @@ TEST_F(TinyTraining, ResumeInProcessIsBitIdentical) {
   c.span_repeat_min_len = 4;
   RunOptions straight;
   straight.data_dir = *data_dir_;
-  straight.out_dir = temp_dir("straight");
+  const TempDir straight_dir("train-straight"), part_dir("train-parts");
+  straight.out_dir = straight_dir.path();
   straight.progress = false;
   run_training(c, straight);
   RunOptions part = straight;
-  part.out_dir = temp_dir("parts");
+  part.out_dir = part_dir.path();
   part.stop_after = 13;  // checkpoint at 10 (checkpoint_every) and at the stop
   run_training(c, part);
   part.stop_after = -1;
@@ -290,8 +284,6 @@ TEST_F(TinyTraining, ResumeInProcessIsBitIdentical) {
   std::vector<int64_t> steps;
   while (std::getline(m, line)) steps.push_back(nlohmann::json::parse(line)["step"].get<int64_t>());
   for (size_t i = 1; i < steps.size(); ++i) EXPECT_LT(steps[i - 1], steps[i]);
-  fs::remove_all(straight.out_dir);
-  fs::remove_all(part.out_dir);
 }
 
 // The trainer takes the hand-written attention-only path by default; the same run through
@@ -304,7 +296,8 @@ TEST_F(TinyTraining, TrainerFastPathMatchesAutogradRun) {
   auto run = [&](bool fast) {
     RunOptions o;
     o.data_dir = *data_dir_;
-    o.out_dir = temp_dir(fast ? "fastpath" : "autograd");
+    const TempDir out(fast ? "train-fastpath" : "train-autograd");
+    o.out_dir = out.path();
     o.progress = false;
     o.fast_path = fast;
     RunSummary s = run_training(c, o);
@@ -313,7 +306,6 @@ TEST_F(TinyTraining, TrainerFastPathMatchesAutogradRun) {
     std::string line;
     while (std::getline(m, line)) losses.push_back(nlohmann::json::parse(line)["train_loss"].get<double>());
     losses.push_back(s.val_loss);
-    fs::remove_all(o.out_dir);
     return losses;
   };
   auto fast = run(true), slow = run(false);
@@ -329,11 +321,12 @@ TEST_F(TinyTraining, TwoGlooProcessesMatchOneProcess) {
   c.batch_size = 8;
   c.checkpoint_every = 0;
   c.snapshots = 0;
-  const std::string dir = temp_dir("dp");
+  const TempDir tmp("train-dp");
+  const std::string& dir = tmp.path();
   write_file_atomic(dir + "/tiny.json", to_json(c).dump(2));
-  const std::string common = bin() + " train --preset " + dir + "/tiny.json --data " + *data_dir_ + " --threads 1 --quiet";
-  ASSERT_EQ(sh(common + " --out " + dir + "/one"), 0);
-  ASSERT_EQ(sh(common + " --out " + dir + "/two --nproc 2"), 0);
+  const std::string common = circuitlab_bin() + " train --preset " + dir + "/tiny.json --data " + *data_dir_ + " --threads 1 --quiet";
+  ASSERT_EQ(run_shell(common + " --out " + dir + "/one").exit_code, 0);
+  ASSERT_EQ(run_shell(common + " --out " + dir + "/two --nproc 2").exit_code, 0);
   auto one = weights(dir + "/one/model"), two = weights(dir + "/two/model");
   ASSERT_EQ(one.size(), two.size());
   // b_K is skipped: softmax is shift-invariant per query, so its true gradient is exactly 0
@@ -347,9 +340,30 @@ TEST_F(TinyTraining, TwoGlooProcessesMatchOneProcess) {
     auto x = torch::randint(64, {4, 32}, torch::kInt64);
     EXPECT_TRUE(all_close(m2.model->forward(x), m1.model->forward(x), kDpRtol, 1e-5)) << "logits";
   }
+  // Two ranks really ran: the run says so, and each rank drew its own windows. Rank r of W
+  // draws rows (batch·W + r)·B/W + row of the one-process stream (data/batches.h): the two
+  // ranks' windows of every step are disjoint and together are the one-process batch.
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/one/summary.json"))["world_size"], 1);
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/two/summary.json"))["world_size"], 2);
+  {
+    auto shard = std::make_shared<const data::TokenShard>(*data_dir_ + "/train.bin");
+    const int64_t T = c.model.n_ctx;
+    data::BatchSampler whole(shard, c.batch_size, T, c.seed), r0(shard, c.batch_size / 2, T, c.seed, std::nullopt, 0, 2),
+        r1(shard, c.batch_size / 2, T, c.seed, std::nullopt, 1, 2);
+    for (uint64_t step = 0; step < static_cast<uint64_t>(c.steps); ++step) {
+      auto a = r0.offsets(step), b = r1.offsets(step), w = whole.offsets(step);
+      std::vector<uint64_t> both = a;
+      both.insert(both.end(), b.begin(), b.end());
+      EXPECT_EQ(both, w) << "step " << step << ": the ranks' windows are the one-process batch";
+      std::sort(a.begin(), a.end());
+      std::sort(b.begin(), b.end());
+      std::vector<uint64_t> shared;
+      std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(shared));
+      EXPECT_TRUE(shared.empty()) << "step " << step << ": ranks share window offset " << shared.front();
+    }
+  }
   // And the run really was distributed: a bad world size is refused with a one-line error.
-  EXPECT_NE(sh(common + " --out " + dir + "/bad --world-size 2 2>/dev/null"), 0);
-  fs::remove_all(dir);
+  EXPECT_NE(run_shell(common + " --out " + dir + "/bad --world-size 2").exit_code, 0);
 }
 
 }  // namespace
