@@ -131,6 +131,7 @@ void register_data_commands(CLI::App& app) {
     cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer directory (default: $CIRCUITLAB_ASSETS/tokenizer)");
     cmd->add_flag("--quiet", o->quiet, "No progress bar");
     cmd->callback([o] {
+      if (!o->use_default && o->paths.empty()) fail("prepare: no corpus given (pass paths, or --default)");
       data::PrepareOptions p;
       if (o->use_default) {
         p.sources = data::default_corpus_sources();

@@ -8,10 +8,10 @@
 #include <sstream>
 
 #include "apps/commands.h"
+#include "apps/fetch_gpt2.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "data/tokenizer.h"
-#include "models/fetch_gpt2.h"
 #include "models/model_dir.h"
 
 namespace circuitlab::apps {
@@ -201,7 +201,7 @@ void register_model_commands(CLI::App& app) {
     auto* cmd = app.add_subcommand("fetch-gpt2", "Download GPT-2 (config, safetensors, vocab.json, merges.txt) from the HF hub layout");
     struct Opts {
       std::string name = "gpt2";
-      models::FetchOptions f;
+      FetchOptions f;
       int threads = 0;
     };
     auto o = std::make_shared<Opts>();
@@ -212,7 +212,7 @@ void register_model_commands(CLI::App& app) {
     cmd->add_option("--timeout", o->f.timeout_s, "Connect/read timeout in seconds")->capture_default_str();
     cmd->add_option("--threads", o->threads, "Unused (kept for a uniform command line)");
     cmd->callback([o]() {
-      std::string dir = models::fetch_gpt2(o->name, o->f);
+      std::string dir = fetch_gpt2(o->name, o->f);
       std::printf("%s: complete (config.json, model.safetensors, vocab.json, merges.txt)\n", dir.c_str());
     });
   }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "apps/commands.h"
+#include "apps/flag_names.h"
 #include "core/error.h"
 
 namespace circuitlab::apps {
@@ -43,7 +44,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "circuitlab: error: %s (see --help)\n", first_line(e.what()).c_str());
     return 2;
   } catch (const circuitlab::Error& e) {
-    std::fprintf(stderr, "circuitlab: error: %s\n", first_line(e.what()).c_str());
+    // Libraries name the option field they reject; the user typed its flag.
+    std::fprintf(stderr, "circuitlab: error: %s\n", circuitlab::apps::with_flag_names(first_line(e.what())).c_str());
     return 1;
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "circuitlab: error: %s\n", first_line(e.what_without_backtrace()).c_str());

@@ -292,7 +292,7 @@ SourceKind parse_source_kind(const std::string& name) {
   if (name == "brown") return SourceKind::Brown;
   if (name == "nlp-corpus") return SourceKind::NlpCorpus;
   if (name == "folder") return SourceKind::Folder;
-  fail("--format: unknown source kind \"" + name + "\" (expected auto, txt, jsonl, archive, brown, nlp-corpus, folder)");
+  fail("format: unknown source kind \"" + name + "\" (expected auto, txt, jsonl, archive, brown, nlp-corpus, folder)");
 }
 
 SourceKind detect_source_kind(const std::string& path) {
@@ -306,7 +306,7 @@ SourceKind detect_source_kind(const std::string& path) {
   if (is_jsonl_name(path)) return SourceKind::Jsonl;
   if (is_archive_name(path)) return SourceKind::Archive;
   fail(path + ": unknown corpus file type (expected .txt, .jsonl, .tar[.xz|.gz] or .xz; "
-       "or pass --format)");
+       "or give its kind: `format`)");
 }
 
 uint64_t source_bytes(const CorpusSource& src) {

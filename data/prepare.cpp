@@ -39,10 +39,10 @@ bool is_val_document(uint64_t index, uint64_t seed, double val_fraction) {
 }
 
 PrepareStats prepare_corpus(const PrepareOptions& opts) {
-  if (opts.sources.empty()) fail("prepare: no corpus given (pass paths, or --default)");
-  if (opts.out_dir.empty()) fail("prepare: no output directory (--out)");
+  if (opts.sources.empty()) fail("sources: no corpus given");
+  if (opts.out_dir.empty()) fail("out_dir: no output directory given");
   if (!(opts.val_fraction >= 0 && opts.val_fraction < 1))
-    fail("--val-fraction: " + std::to_string(opts.val_fraction) + " outside [0, 1)");
+    fail("val_fraction: " + std::to_string(opts.val_fraction) + " outside [0, 1)");
   Tokenizer tok = opts.tokenizer_dir.empty() ? Tokenizer::load_default() : Tokenizer::load_dir(opts.tokenizer_dir);
 
   // Validate every source before touching the output directory.

@@ -433,8 +433,8 @@ std::string render_html(const Report& report, const std::string& runtime_js, con
 
 ReportResult write_report(const ReportOptions& opts) {
   auto t0 = std::chrono::steady_clock::now();
-  if (opts.runs.empty() && opts.gpt2.empty()) fail("report: give at least one --runs DIR (or --gpt2 DIR)");
-  if (opts.out.empty()) fail("report: --out DIR is required");
+  if (opts.runs.empty() && opts.gpt2.empty()) fail("runs: no run directory and no GPT-2 analysis given (`runs` or `gpt2`)");
+  if (opts.out.empty()) fail("out: no output directory given");
 
   // A directory without analysis.json that holds analysed runs (runs/) stands for those runs,
   // in name order (attn0l, attn1l, attn2l, ...).

@@ -1,7 +1,7 @@
-// What the report reads from one run directory: train_config.json, metrics.jsonl,
-// model/config.json, the model's parameter count (from the safetensors header), analysis.json
-// and the snapshot (phase-change) analysis. Files only; nothing is recomputed here.
-// Not a model loader: tensors are never read.
+// What the report reads from one run directory: analysis.json (which also carries the model's
+// config and parameter count), train_config.json, metrics.jsonl and the snapshot (phase-change)
+// analysis. Files only; nothing is recomputed here. Not a model loader: the model's own files
+// (config.json, safetensors) are never opened.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,10 +22,9 @@ struct RunInputs {
   std::string name;              // last path component (preset name: attn0l, attn1l, ...)
   bool is_gpt2 = false;          // given through --gpt2
   nlohmann::json train_config;   // null when the run has none (e.g. GPT-2)
-  nlohmann::json model_config;   // model/config.json (or config.json), null when absent
+  nlohmann::json model_config;   // analysis.json's "config" (TransformerLens keys + "family")
   ModelShape shape;
-  int64_t n_params = -1;         // from the safetensors header; -1 when no weights file
-  std::string params_source;     // file the count came from
+  int64_t n_params = -1;         // analysis.json's "n_params"; -1 when an older file lacks it
   std::vector<nlohmann::json> metrics;  // metrics.jsonl rows in file order
   nlohmann::json analysis;       // analysis.json (required)
   std::string analysis_path;
@@ -37,11 +36,8 @@ struct RunInputs {
 // field when analysis.json is missing or a file is malformed.
 RunInputs load_run(const std::string& dir, bool is_gpt2 = false);
 
-// Shape fields from a config.json of either family (TransformerLens keys or HF GPT-2 keys).
+// Shape fields from analysis.json's "config" (TransformerLens keys; "family": "toy" | "gpt2").
 ModelShape shape_from_config(const nlohmann::json& cfg, const std::string& where);
-
-// Sum of the element counts of every tensor in a safetensors file's JSON header.
-int64_t safetensors_param_count(const std::string& path);
 
 // Last metrics row with a non-null numeric `field`; nullptr when none.
 const nlohmann::json* last_with(const std::vector<nlohmann::json>& rows, const std::string& field);

@@ -37,9 +37,9 @@ struct DataParallel::Impl {
 
 DataParallel::DataParallel(int rank, int world_size, const std::string& master, int timeout_s)
     : impl_(std::make_unique<Impl>()), rank_(rank), world_(world_size) {
-  if (world_size < 1) fail("--world-size must be >= 1");
-  if (rank < 0 || rank >= world_size) fail("--rank must be in [0, world-size)");
-  auto [host, port] = parse_host_port(master, "--master");
+  if (world_size < 1) fail("world_size must be >= 1");
+  if (rank < 0 || rank >= world_size) fail("rank must be in [0, `world_size`)");
+  auto [host, port] = parse_host_port(master, "master");
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(port);
   so.isServer = rank == 0;

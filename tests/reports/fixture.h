@@ -37,8 +37,8 @@ inline json token(int id) {
   return {{"id", id}, {"gpt2_id", id}, {"str", s}};
 }
 
-// Writes the tensors a model of this shape has, with zero data, as a valid safetensors file.
-inline int64_t write_safetensors(const std::string& path, const FixtureShape& s) {
+// The tensors a toy of this shape has (attention-only, LN folded away, no Q/K/V biases).
+inline std::vector<std::pair<std::string, std::vector<int64_t>>> toy_tensors(const FixtureShape& s) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> tensors = {
       {"embed.W_E", {s.d_vocab, s.d_model}}, {"pos_embed.W_pos", {s.n_ctx, s.d_model}},
       {"unembed.W_U", {s.d_model, s.d_vocab}}, {"unembed.b_U", {s.d_vocab}}};
@@ -48,6 +48,27 @@ inline int64_t write_safetensors(const std::string& path, const FixtureShape& s)
     tensors.push_back({p + "W_O", {s.n_heads, s.d_head, s.d_model}});
     tensors.push_back({p + "b_O", {s.d_model}});
   }
+  return tensors;
+}
+
+// analysis.json's n_params: the toy's tensors, or GPT-2's (LN, MLP, tied unembedding).
+inline int64_t param_count(const FixtureShape& s) {
+  if (s.gpt2) {
+    const int64_t D = s.d_model;
+    return int64_t(s.d_vocab) * D + int64_t(s.n_ctx) * D + 2 * D + s.n_layers * (12 * D * D + 13 * D);
+  }
+  int64_t total = 0;
+  for (const auto& [name, shape] : toy_tensors(s)) {
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    total += n;
+  }
+  return total;
+}
+
+// Writes the tensors a model of this shape has, with zero data, as a valid safetensors file.
+inline int64_t write_safetensors(const std::string& path, const FixtureShape& s) {
+  const auto tensors = toy_tensors(s);
   json header = json::object();
   int64_t offset = 0, total = 0;
   for (auto& [name, shape] : tensors) {
@@ -127,6 +148,7 @@ inline json make_analysis(const FixtureShape& s, std::mt19937& rng) {
                  {"d_vocab", s.d_vocab}, {"d_vocab_out", s.d_vocab}, {"attn_only", true},
                  {"normalization_type", "LN"}, {"positional_embedding_type", "standard"},
                  {"family", s.gpt2 ? "gpt2" : "toy"}};
+  a["n_params"] = param_count(s);
   a["vocab"] = {{"compact", !s.gpt2}, {"d_vocab", s.d_vocab}, {"bos", token(0)}, {"other", s.gpt2 ? json(nullptr) : token(s.d_vocab - 1)}};
   a["conventions"] = {{"ln_folding", "LN scale folded into W_Q/W_K/W_V; centring folded"},
                       {"biases", "ignored in circuits"}, {"positions", "token-token circuits exclude W_pos"},
@@ -158,6 +180,18 @@ inline json make_analysis(const FixtureShape& s, std::mt19937& rng) {
                        {"labels", labels}});
     }
   a["heads"] = heads;
+  {
+    // Pearson r of ov_positivity_resid vs ov_positivity over the heads (as analysis writes it).
+    std::vector<double> x, y;
+    for (const auto& h : heads) x.push_back(h["ov_positivity_resid"]), y.push_back(h["ov_positivity"]);
+    const double n = static_cast<double>(x.size());
+    double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
+    for (size_t i = 0; i < x.size(); ++i) mx += x[i] / n, my += y[i] / n;
+    for (size_t i = 0; i < x.size(); ++i)
+      sxy += (x[i] - mx) * (y[i] - my), sxx += (x[i] - mx) * (x[i] - mx), syy += (y[i] - my) * (y[i] - my);
+    a["ov_copying_correlation"] = {{"pearson_r", sxx > 0 && syy > 0 ? json(sxy / std::sqrt(sxx * syy)) : json(nullptr)},
+                                   {"heads", x.size()}};
+  }
 
   if (L >= 2) {
     double base = 1.0 / std::sqrt(static_cast<double>(s.d_model));

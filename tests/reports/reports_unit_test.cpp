@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <memory>
 
 #include "core/error.h"
 #include "core/file_io.h"
 #include "reports/figures.h"
 #include "reports/json_access.h"
 #include "reports/report.h"
+#include "tests/common/temp_dir.h"
 #include "tests/reports/fixture.h"
 
 namespace fs = std::filesystem;
@@ -20,13 +22,6 @@ using nlohmann::json;
 using namespace circuitlab::reports;
 
 namespace {
-
-std::string temp_dir(const std::string& tag) {
-  fs::path p = fs::temp_directory_path() / ("circuitlab-reports-" + tag + "-" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
 
 const Figure* find_figure(const Report& r, const std::string& id) {
   for (auto& s : r.sections)
@@ -59,17 +54,19 @@ void write_json(const std::string& p, const json& j) { circuitlab::write_file_at
 class ReportsUnit : public ::testing::Test {
  protected:
   void SetUp() override {
-    root = temp_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    tmp = std::make_unique<circuitlab::testing::TempDir>("reports-unit");
+    root = tmp->path();
     dirs = circuitlab::reports::testing::write_toy_runs(root, false);
     gpt2_dir = circuitlab::reports::testing::write_gpt2(root);
   }
-  void TearDown() override { fs::remove_all(root); }
+  void TearDown() override { tmp.reset(); }
   Report build() {
     runs.clear();
     for (auto& d : dirs) runs.push_back(load_run(d));
     gpt2 = load_run(gpt2_dir, true);
     return build_report(runs, &gpt2);
   }
+  std::unique_ptr<circuitlab::testing::TempDir> tmp;
   std::string root, gpt2_dir;
   std::vector<std::string> dirs;
   std::vector<RunInputs> runs;
@@ -85,13 +82,19 @@ TEST_F(ReportsUnit, LoadsRunDirectory) {
   EXPECT_EQ(r.shape.n_heads, 4);
   EXPECT_EQ(r.metrics.size(), 200u);
   EXPECT_FALSE(r.phase.is_null());
-  // Parameter count from the safetensors header = sum of the tensors the fixture wrote.
+  // Parameter count and shape from analysis.json (n_params, config), not from the model's files:
+  // the same numbers with the model dir gone.
   int64_t expect = 100 * 32 + 64 * 32 + 32 * 100 + 100 + 2 * (3 * 4 * 32 * 8 + 4 * 8 * 32 + 32);
   EXPECT_EQ(r.n_params, expect);
+  fs::remove_all(dirs[2] + "/model");
+  RunInputs again = load_run(dirs[2]);
+  EXPECT_EQ(again.n_params, expect);
+  EXPECT_EQ(again.shape.d_model, 32);
   RunInputs g = load_run(gpt2_dir, true);
   EXPECT_TRUE(g.shape.gpt2);
   EXPECT_EQ(g.shape.n_layers, 12);
   EXPECT_EQ(g.shape.d_head, 64);
+  EXPECT_EQ(g.n_params, 124439808) << "GPT-2 small";
 }
 
 TEST_F(ReportsUnit, AcceptsABareAnalysisFile) {

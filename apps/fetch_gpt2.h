@@ -2,12 +2,13 @@
 // <base>/<name>/resolve/main/<file> into a model directory: config.json, model.safetensors,
 // vocab.json, merges.txt. Resumable (<file>.part + HTTP Range), sizes checked against the
 // server's Content-Length/Content-Range, each file renamed into place only when complete.
-// Not a general HTTP client; no authentication (the GPT-2 repos are public).
+// Not a general HTTP client; no authentication (the GPT-2 repos are public). Lives in apps/:
+// only the command line fetches over HTTP (the model layer reads what this writes).
 #pragma once
 #include <string>
 #include <vector>
 
-namespace circuitlab::models {
+namespace circuitlab::apps {
 
 struct FetchOptions {
   std::string base_url = "https://huggingface.co";
@@ -22,4 +23,4 @@ std::string fetch_gpt2(const std::string& name, const FetchOptions& opts);
 
 const std::vector<std::string>& gpt2_fetch_files();  // the four files, in download order
 
-}  // namespace circuitlab::models
+}  // namespace circuitlab::apps

@@ -1,10 +1,13 @@
 // fetch-gpt2: cpp-httplib client (Debian builds it with OpenSSL, so https works; when a build
-// lacks CPPHTTPLIB_OPENSSL_SUPPORT, https URLs go through the `curl` program instead).
-#include "models/fetch_gpt2.h"
+// lacks CPPHTTPLIB_OPENSSL_SUPPORT, https URLs go through the `curl` program instead, started
+// with an argument vector: no shell ever sees the URL or the path).
+#include "apps/fetch_gpt2.h"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <httplib.h>
 #include <memory>
@@ -16,7 +19,7 @@
 #include "models/config.h"
 #include "models/safetensors.h"
 
-namespace circuitlab::models {
+namespace circuitlab::apps {
 
 const std::vector<std::string>& gpt2_fetch_files() {
   static const std::vector<std::string> files = {"config.json", "vocab.json", "merges.txt", "model.safetensors"};
@@ -60,10 +63,27 @@ int64_t content_range_total(const std::string& v) {
 }
 
 #ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-// https without OpenSSL in httplib: hand the download to curl (resumes with -C -).
+// https without OpenSSL in httplib: hand the download to curl (resumes with -C -), as an argv
+// through fork/execvp, so quotes or `$(...)` in a URL or path are just bytes.
 void curl_download(const std::string& url, const std::string& part) {
-  std::string cmd = "curl -fL --retry 3 -C - -o '" + part + "' '" + url + "'";
-  if (std::system(cmd.c_str()) != 0) fail(url + ": curl failed (partial file kept at " + part + " for resuming)");
+  std::vector<std::string> args = {"curl", "-fL", "--retry", "3", "-C", "-", "-o", part, "--", url};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) fail(url + ": cannot start curl (fork failed)");
+  if (pid == 0) {
+    ::execvp("curl", argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 127)
+    fail(url + ": https needs curl (this build's cpp-httplib has no OpenSSL) and curl could not be run");
+  if (WEXITSTATUS(status) != 0)
+    fail(url + ": curl failed with exit code " + std::to_string(WEXITSTATUS(status)) + " (partial file kept at " +
+         part + " for resuming)");
 }
 #endif
 
@@ -184,12 +204,12 @@ std::string fetch_gpt2(const std::string& name, const FetchOptions& opts) {
   }
   // The files must make a model directory we can open.
   try {
-    config_from_json(nlohmann::json::parse(read_file(dir + "/config.json")), dir + "/config.json");
+    models::config_from_json(nlohmann::json::parse(read_file(dir + "/config.json")), dir + "/config.json");
   } catch (const nlohmann::json::exception& e) {
     fail(dir + "/config.json: downloaded file is not valid JSON (" + std::string(e.what()) + ")");
   }
-  SafetensorsFile::open(dir + "/model.safetensors");
+  models::SafetensorsFile::open(dir + "/model.safetensors");
   return dir;
 }
 
-}  // namespace circuitlab::models
+}  // namespace circuitlab::apps
