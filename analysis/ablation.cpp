@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "models/hook_names.h"
 
 namespace circuitlab::analysis {
 
@@ -12,8 +13,6 @@ AblationKind ablation_kind_from_string(const std::string& s) {
   if (s == "mean") return AblationKind::Mean;
   fail("ablation kind: expected \"zero\" or \"mean\", got \"" + s + "\"");
 }
-
-static std::string z_name(int layer) { return "blocks." + std::to_string(layer) + ".attn.hook_z"; }
 
 std::vector<std::pair<std::string, models::HookFn>> head_ablation_hooks(models::HookedTransformer& model,
                                                                         const torch::Tensor& tokens,
@@ -36,11 +35,11 @@ std::vector<std::pair<std::string, models::HookFn>> head_ablation_hooks(models::
     torch::NoGradGuard ng;
     auto [logits, cache] = models::run_with_cache(model, tokens, [&](const std::string& n) {
       for (const auto& [l, _] : by_layer)
-        if (n == z_name(l)) return true;
+        if (n == models::hooks::z(l)) return true;
       return false;
     });
     for (const auto& [l, _] : by_layer) {
-      const auto& z = cache.at(z_name(l));  // [B,T,H,Dh]
+      const auto& z = cache.at(models::hooks::z(l));  // [B,T,H,Dh]
       means[l] = z.mean(std::vector<int64_t>{0, 1});  // [H,Dh]
     }
   }
@@ -48,7 +47,7 @@ std::vector<std::pair<std::string, models::HookFn>> head_ablation_hooks(models::
   for (const auto& [layer, hs] : by_layer) {
     torch::Tensor mean = means.count(layer) ? means[layer] : torch::Tensor();
     std::vector<int> head_list = hs;
-    hooks.emplace_back(z_name(layer), [head_list, mean](const torch::Tensor& z, const std::string&) {
+    hooks.emplace_back(models::hooks::z(layer), [head_list, mean](const torch::Tensor& z, const std::string&) {
       TORCH_CHECK(z.dim() == 4, "hook_z: expected [B,T,H,Dh], got ", z.sizes());
       auto out = z.clone();  // [B,T,H,Dh]
       for (int h : head_list) {

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "models/hook_names.h"
 
 namespace circuitlab::analysis {
 
@@ -123,8 +124,6 @@ std::vector<std::vector<std::vector<int>>> match_targets(const torch::Tensor& to
   return t;
 }
 
-std::string pattern_name(int l) { return "blocks." + std::to_string(l) + ".attn.hook_pattern"; }
-std::string z_name(int l) { return "blocks." + std::to_string(l) + ".attn.hook_z"; }
 
 }  // namespace
 
@@ -140,7 +139,7 @@ HeadScores compute_head_scores(models::HookedTransformer& model, const CircuitWe
   const int S = std::min(o.induction_seq_len, (n_ctx - lead) / 2);
   const int plen = std::min(o.prefix_len, (n_ctx - lead) / o.prefix_repeats);
   if (S < 2 || plen < 2) fail("head scores: n_ctx " + std::to_string(n_ctx) + " is too short for repeated sequences");
-  auto patterns_only = [](const std::string& n) { return n.find("hook_pattern") != std::string::npos; };
+  const models::hooks::is_kind patterns_only("pattern");
 
   // 1. induction / duplicate on [BOS, r, r]
   s.rep_tokens = repeated_random_tokens(pools, S, o.induction_batch, o.seed);
@@ -159,7 +158,8 @@ HeadScores compute_head_scores(models::HookedTransformer& model, const CircuitWe
   // 3. prefix matching + copying on [start] + r × 4
   torch::Tensor pm = prefix_matching_tokens(pools, plen, o.prefix_repeats, o.prefix_batch, o.seed + 1);
   auto pm_cache = models::run_with_cache(model, pm, [](const std::string& n) {
-                    return n.find("hook_pattern") != std::string::npos || n.find("hook_z") != std::string::npos;
+                    const std::string kind = models::hook_kind(n);
+                    return kind == "pattern" || kind == "z";
                   }).second;
   auto pm_t = match_targets(pm, 1, lead + plen);
   torch::Tensor W_U = w.W_U_folded().to(torch::kFloat64);  // [D, V_out]
@@ -167,17 +167,17 @@ HeadScores compute_head_scores(models::HookedTransformer& model, const CircuitWe
   const int64_t Bp = pm.size(0), Tp = pm.size(1);
 
   for (int l = 0; l < s.L; ++l) {
-    const torch::Tensor& P = cache.at(pattern_name(l));       // [B, H, T, T]
-    const torch::Tensor& Pt = pc.at(pattern_name(l));
+    const torch::Tensor& P = cache.at(models::hooks::pattern(l));       // [B, H, T, T]
+    const torch::Tensor& Pt = pc.at(models::hooks::pattern(l));
     auto ind = target_mass_score(P, ind_t), dup = target_mass_score(P, dup_t);
     auto prev = offset_score(Pt, 1), cur = offset_score(Pt, 0), first = first_token_score(Pt);
-    const torch::Tensor& Pp = pm_cache.at(pattern_name(l));
+    const torch::Tensor& Pp = pm_cache.at(models::hooks::pattern(l));
     auto pref = target_mass_score(Pp, pm_t);
 
     // Copying evaluator: head output z·W_O through W_U', restricted to the sequence's own
     // tokens, centred, ReLU (the raise ρ); r = cosine between ρ and the head's attention over
     // those tokens (renormalised without the start token); rescaled 2r − 1 to [-1, 1].
-    torch::Tensor z = pm_cache.at(z_name(l)).to(torch::kFloat64);            // [B, T, H, Dh]
+    torch::Tensor z = pm_cache.at(models::hooks::z(l)).to(torch::kFloat64);            // [B, T, H, Dh]
     torch::Tensor Wo = model->W_O(l).detach().to(torch::kFloat64);           // [H, Dh, D]
     torch::Tensor out = torch::einsum("bthd,hde->bthe", {z, Wo});            // [B, T, H, D]
     torch::Tensor Pd = Pp.to(torch::kFloat64);                               // [B, H, T, T]

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "models/hook_names.h"
 
 namespace circuitlab::analysis {
 
@@ -15,11 +16,9 @@ std::vector<std::string> residual_stage_labels(const models::ModelConfig& cfg) {
 }
 
 bool residual_stage_filter(const models::ModelConfig& cfg, const std::string& n) {
-  if (cfg.n_layers == 0) return n == "hook_embed" || n == "hook_pos_embed";
-  if (n == "blocks.0.hook_resid_pre") return true;
-  static const std::string suffix = ".hook_resid_post";
-  return n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-         n.rfind("blocks.", 0) == 0;
+  if (cfg.n_layers == 0) return n == models::hooks::embed() || n == models::hooks::pos_embed();
+  if (n == models::hooks::resid_pre(0)) return true;
+  return models::hook_kind(n) == "resid_post";
 }
 
 torch::Tensor residual_stages(const models::ModelConfig& cfg, const models::ActivationCache& cache) {
@@ -30,12 +29,12 @@ torch::Tensor residual_stages(const models::ModelConfig& cfg, const models::Acti
   };
   std::vector<torch::Tensor> stages;  // each [B,T,D]
   if (cfg.n_layers == 0) {
-    auto x = get("hook_embed");
-    if (!cfg.shortformer()) x = x + get("hook_pos_embed");
+    auto x = get(models::hooks::embed());
+    if (!cfg.shortformer()) x = x + get(models::hooks::pos_embed());
     stages.push_back(x);
   } else {
-    stages.push_back(get("blocks.0.hook_resid_pre"));
-    for (int l = 0; l < cfg.n_layers; ++l) stages.push_back(get("blocks." + std::to_string(l) + ".hook_resid_post"));
+    stages.push_back(get(models::hooks::resid_pre(0)));
+    for (int l = 0; l < cfg.n_layers; ++l) stages.push_back(get(models::hooks::resid_post(l)));
   }
   return torch::stack(stages);  // [L+1,B,T,D]
 }

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "models/hook_names.h"
 
 namespace circuitlab::analysis {
 
@@ -33,11 +34,10 @@ std::string to_string(PatchTarget t) {
 namespace {
 
 std::string hook_for(PatchTarget t, int layer) {
-  const std::string b = "blocks." + std::to_string(layer);
   switch (t) {
-    case PatchTarget::ResidPre: return b + ".hook_resid_pre";
-    case PatchTarget::AttnOut: return b + ".hook_attn_out";
-    default: return b + ".attn.hook_z";
+    case PatchTarget::ResidPre: return models::hooks::resid_pre(layer);
+    case PatchTarget::AttnOut: return models::hooks::attn_out(layer);
+    default: return models::hooks::z(layer);
   }
 }
 

@@ -4,12 +4,11 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "models/hook_names.h"
 
 namespace circuitlab::analysis {
 
 namespace {
-std::string pattern_name(int l) { return "blocks." + std::to_string(l) + ".attn.hook_pattern"; }
-std::string z_name(int l) { return "blocks." + std::to_string(l) + ".attn.hook_z"; }
 const char* order_label(int k) {
   switch (k) {
     case 0: return "direct path";
@@ -29,7 +28,7 @@ FrozenRun frozen_run(models::HookedTransformer& model, const torch::Tensor& x, c
   r.z.resize(L);
   std::vector<std::pair<std::string, models::HookFn>> hooks;
   for (int l = 0; l < L; ++l) {
-    hooks.emplace_back(z_name(l), [&, l](const torch::Tensor& z, const std::string&) -> std::optional<torch::Tensor> {
+    hooks.emplace_back(models::hooks::z(l), [&, l](const torch::Tensor& z, const std::string&) -> std::optional<torch::Tensor> {
       r.z[l] = z.detach();  // [B, T, H, Dh] as computed from this run's residual stream
       torch::Tensor out = replace_z ? (*replace_z)[l] : z;
       if (l == ablate_layer) {
@@ -63,7 +62,7 @@ TermImportance term_importance(models::HookedTransformer& model, const std::vect
   std::vector<std::vector<double>> head_curve(per_head_icl ? L * H : 0, std::vector<double>(ti.window_len, 0.0));
   double full = 0;
   int64_t n_tok = 0, n_win = 0;
-  auto pat_filter = [](const std::string& n) { return n.find("hook_pattern") != std::string::npos; };
+  const models::hooks::is_kind pat_filter("pattern");
   for (size_t w = 0; w < xs.size(); ++w) {
     const torch::Tensor& x = xs[w];
     const torch::Tensor& y = ys[w];
@@ -72,7 +71,7 @@ TermImportance term_importance(models::HookedTransformer& model, const std::vect
     full += lp.sum().item<double>();
     for (int t = 0; t < ti.window_len; ++t) full_curve[t] += lp[t].item<double>();
     std::vector<torch::Tensor> pats(L);
-    for (int l = 0; l < L; ++l) pats[l] = cache.at(pattern_name(l));
+    for (int l = 0; l < L; ++l) pats[l] = cache.at(models::hooks::pattern(l));
     // Order runs: run 0 adds zeros; run k adds run k−1's outputs.
     std::vector<torch::Tensor> prev_z(L);
     for (int l = 0; l < L; ++l) {

@@ -1,6 +1,7 @@
 // Subcommands of the analysis layer: `analyze` (see apps/commands.h). Thin: options, files
 // and a summary line; the work is in analysis/analyze.cpp.
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -29,7 +30,10 @@ void register_analysis_commands(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Seed for random token sequences and the composition baseline");
   cmd->add_option("--windows", o->windows, "Val windows for ICL and term importance")->check(CLI::Range(1, 100000));
   cmd->add_option("--window-len", o->window_len, "Window length (capped at n_ctx)")->check(CLI::Range(8, 100000));
-  cmd->add_option("--precision", o->precision, "Precision of the vocab-sized GEMMs: double, float or auto");
+  const std::map<std::string, analysis::Precision> precisions = {
+      {"auto", analysis::Precision::Auto}, {"double", analysis::Precision::Double}, {"float", analysis::Precision::Float}};
+  cmd->add_option("--precision", o->precision, "Precision of the vocab-sized GEMMs: double, float or auto")
+      ->transform(CLI::CheckedTransformer(precisions, CLI::ignore_case));
   cmd->add_option("--per-head-max", o->per_head_max, "Per-head ablations only for models with at most this many heads");
   cmd->add_option("--bigram-rows", o->bigram_rows, "Rows of the bigram table");
   cmd->add_option("--top-k", o->top_k, "Entries per bigram / skip-trigram list")->check(CLI::Range(1, 1000));

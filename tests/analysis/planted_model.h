@@ -8,8 +8,11 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <random>
 #include <string>
+#include <vector>
 
+#include "data/shards.h"
 #include "models/hooked_transformer.h"
 
 namespace circuitlab::analysis::testing {
@@ -24,7 +27,7 @@ inline models::ModelConfig planted_config() {
   c.n_ctx = kPCtx;
   c.d_model = kPV + kPCtx + kPV;
   c.d_head = kPCtx;
-  c.normalization_type = "";
+  c.normalization_type = models::Normalization::None;
   c.use_bias = false;
   c.attn_only = true;
   return c;
@@ -64,6 +67,21 @@ inline std::map<std::string, torch::Tensor> planted_state_dict(uint64_t seed = 3
     sd[p + "W_O"] = O;
   }
   return sd;
+}
+
+// Shards in the planted model's vocabulary with repeats (so in-context learning exists):
+// random 30-token phrases, each said twice; dir/train.bin (40k tokens) and dir/val.bin (8k).
+inline void write_repeated_phrase_shards(const std::string& dir) {
+  std::mt19937 rng(3);
+  std::vector<int32_t> toks;
+  while (toks.size() < 40000) {
+    std::vector<int32_t> phrase(30);
+    for (auto& t : phrase) t = static_cast<int32_t>(rng() % kPV);
+    toks.insert(toks.end(), phrase.begin(), phrase.end());
+    toks.insert(toks.end(), phrase.begin(), phrase.end());
+  }
+  data::write_nanogpt_shard(dir + "/train.bin", toks);
+  data::write_nanogpt_shard(dir + "/val.bin", std::vector<int32_t>(toks.begin(), toks.begin() + 8000));
 }
 
 inline models::HookedTransformer planted_model() {

@@ -12,6 +12,7 @@
 #include "analysis/head_scores.h"
 #include "analysis/icl.h"
 #include "analysis/term_importance.h"
+#include "models/hook_names.h"
 #include "planted_model.h"
 
 namespace circuitlab::analysis {
@@ -66,7 +67,7 @@ TEST(PlantedInduction, PatternScoresMatchLoops) {
   torch::Tensor toks = torch::randint(0, testing::kPV, {3, 40}, torch::kInt64);
   auto cache = models::run_with_cache(model, toks, {}).second;
   for (int l = 0; l < 2; ++l) {
-    torch::Tensor p = cache.at("blocks." + std::to_string(l) + ".attn.hook_pattern").to(torch::kFloat64);
+    torch::Tensor p = cache.at(models::hooks::pattern(l)).to(torch::kFloat64);
     auto prev = offset_score(p, 1);
     auto first = first_token_score(p);
     for (int h = 0; h < testing::kPHeads; ++h) {
