@@ -28,6 +28,8 @@ constexpr int64_t kDestA = 10, kDestB = 11, kOutA = 20, kOutB = 21;
 constexpr double kQkA = 3.0, kQkB = 2.0, kOvA = 3.0, kOvB = 2.0;
 // Double-precision products of the same weights in another order.
 constexpr double kRtol = 1e-10, kAtol = 1e-12;
+// The planted values read back: the weights are float32 (A·√Dh and B rounded to 2^-24 relative).
+constexpr double kPlantedRtol = 1e-6;
 
 models::ModelConfig one_layer_config() {
   models::ModelConfig c = testing::planted_config();  // no LN, no biases, attention-only
@@ -128,13 +130,13 @@ TEST(PlantedSkipTrigrams, TableReadsBackThePlantedTrigramsAndMatchesDenseCircuit
   const auto& planted = heads[0].entries[0];
   EXPECT_EQ(planted.destinations[0].first, kDestA);
   EXPECT_EQ(planted.destinations[1].first, kDestB);
-  EXPECT_NEAR(planted.destinations[0].second, kQkA, 1e-12);
-  EXPECT_NEAR(planted.destinations[1].second, kQkB, 1e-12);
+  EXPECT_NEAR(planted.destinations[0].second, kQkA, kPlantedRtol * kQkA);
+  EXPECT_NEAR(planted.destinations[1].second, kQkB, kPlantedRtol * kQkB);
   EXPECT_EQ(planted.outputs[0].first, kOutA);
   EXPECT_EQ(planted.outputs[1].first, kOutB);
   const double mean = (kOvA + kOvB) / kV;
-  EXPECT_NEAR(planted.outputs[0].second, kOvA - mean, 1e-12);
-  EXPECT_NEAR(planted.outputs[1].second, kOvB - mean, 1e-12);
+  EXPECT_NEAR(planted.outputs[0].second, kOvA - mean, kPlantedRtol * kOvA);
+  EXPECT_NEAR(planted.outputs[1].second, kOvB - mean, kPlantedRtol * kOvB);
 }
 
 TEST(PlantedSkipTrigrams, TheModelBehavesAsTheTableSays) {
@@ -174,8 +176,8 @@ TEST(PlantedSkipTrigrams, BugFinderReportsExactlyThePlantedCrossedPair) {
   EXPECT_EQ(std::make_pair(b.crossed[0].dest, b.crossed[0].out), std::make_pair(kDestA, kOutB));
   EXPECT_EQ(std::make_pair(b.crossed[1].dest, b.crossed[1].out), std::make_pair(kDestB, kOutA));
   EXPECT_EQ(b.crossed[0].prob, 0.0);
-  EXPECT_NEAR(b.crossed[0].boost, kQkA * (kOvB - mean), 1e-12);
-  EXPECT_NEAR(b.crossed[1].boost, kQkB * (kOvA - mean), 1e-12);
+  EXPECT_NEAR(b.crossed[0].boost, kQkA * (kOvB - mean), 2 * kPlantedRtol * kQkA * kOvB);
+  EXPECT_NEAR(b.crossed[1].boost, kQkB * (kOvA - mean), 2 * kPlantedRtol * kQkB * kOvA);
   // A corpus where the crossed trigram is common too: no bug.
   counts.next[kDestA][kOutB] = 50;
   counts.next[kDestB][kOutA] = 50;
