@@ -11,6 +11,7 @@
 
 #include "analysis/ablation.h"
 #include "analysis/patching.h"
+#include "data/token_namer.h"
 #include "server/http_server.h"
 #include "server/lab.h"
 #include "tests/server/lab_fixtures.h"
@@ -105,6 +106,30 @@ TEST_F(LabApi, ModelsListsBothFamiliesAndTheGpt2Hint) {
   EXPECT_EQ(j["models"][1]["family"], "gpt2");
   EXPECT_EQ(j["gpt2_loaded"], true);
   EXPECT_FALSE(j.contains("gpt2_hint"));
+  EXPECT_EQ(j["default_model"], "gpt2") << "GPT-2 is the most capable model loaded";
+  for (const auto& m : j["models"]) {
+    EXPECT_TRUE(m["examples"].contains("patching")) << m.dump();
+    EXPECT_TRUE(m["examples"].contains("steering")) << m.dump();
+    EXPECT_GT(m["n_params"].get<int64_t>(), 0);
+  }
+}
+
+TEST_F(LabApi, RequestsWithoutAModelGoToTheDefaultModel) {
+  auto [st, j] = post("/api/tokenize", json{{"text", " Mary"}});
+  ASSERT_EQ(st, 200) << j.dump();
+  EXPECT_EQ(j["model"], "gpt2");
+}
+
+// The shared namer (data/token_namer.h) names the compact "other" id as analysis.json does.
+TEST_F(LabApi, OutputTokensOfTheOtherIdCarryTheSharedPlaceholder) {
+  data::TokenNamer namer(&env->tok, &*env->toy.vocab_map);
+  const int64_t other = env->toy.vocab_map->other_id();
+  EXPECT_EQ(namer.str(other), "<other>");
+  EXPECT_EQ(namer.gpt2_id(other), -1);
+  EXPECT_EQ(namer.json(other), json({{"id", other}, {"gpt2_id", -1}, {"str", "<other>"}}));
+  EXPECT_EQ(namer.str(env->toy.vocab_map->to_compact(data::kEndOfText)), "<|endoftext|>");
+  data::TokenNamer bare(nullptr, nullptr);
+  EXPECT_EQ(bare.str(464), "#464") << "no tokenizer: ids by number";
 }
 
 TEST_F(LabApi, TokenizeMapsCompactIdsBackToGpt2Strings) {
@@ -116,9 +141,13 @@ TEST_F(LabApi, TokenizeMapsCompactIdsBackToGpt2Strings) {
   EXPECT_EQ(j["tokens"][1]["gpt2_id"], g[0]);
   EXPECT_EQ(j["tokens"][1]["str"], " Mary");
   EXPECT_EQ(j["tokens"][1]["id"], env->toy.vocab_map->to_compact(g[0]));
-  // " zebra" is outside the toy's compact vocabulary: the "other" id, shown as such.
+  EXPECT_FALSE(j["tokens"][1].contains("oov"));
+  // " zebra" (" z" + "ebra") ends outside the toy's compact vocabulary: the model reads the
+  // "other" id, and the token keeps its real GPT-2 id and text, flagged as unseen.
   EXPECT_EQ(j["tokens"].back()["id"], env->toy.vocab_map->other_id());
-  EXPECT_EQ(j["tokens"].back()["gpt2_id"], -1);
+  EXPECT_EQ(j["tokens"].back()["gpt2_id"], g.back());
+  EXPECT_EQ(j["tokens"].back()["str"], env->tok.token_str(g.back()));
+  EXPECT_EQ(j["tokens"].back()["oov"], true);
   auto [st2, j2] = post("/api/tokenize", json{{"model", "gpt2"}, {"text", " Mary zebra"}, {"prepend_bos", false}});
   ASSERT_EQ(st2, 200);
   ASSERT_EQ(j2["tokens"].size(), g.size());
@@ -409,4 +438,62 @@ TEST_F(LabApi, ConcurrentRequestsOnBothModelsGiveTheSequentialAnswers) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(mismatches.load(), 0) << "concurrent answers differ from sequential ones: hooks leaked between requests";
+}
+
+// The lab picks its default model by capability (lab_model.h), not by name or load order; each
+// model's default examples use words of its own vocabulary and run; the steering example's
+// layer and coefficient change the generation; out-of-vocabulary input keeps its real text.
+TEST(LabDefaults, MostCapableModelAndExamplesThatWorkOnIt) {
+  at::set_num_threads(1);
+  const auto dir = labtest::fresh_temp_dir("defaults");
+  labtest::ToySpec mlp;
+  mlp.mlp = true;
+  mlp.seed = 3;
+  mlp.vocab_texts = labtest::mlp_toy_vocab_texts();
+  server::Lab lab;
+  lab.add_model(labtest::make_toy_model_dir(dir + "/attn/model"), "attn");  // loaded first, larger vocabulary
+  lab.add_model(labtest::make_toy_model_dir(dir + "/mlp/model", mlp), "mlp");
+  EXPECT_EQ(lab.default_model(), "mlp") << "a model with MLPs outranks an attention-only one";
+  const json models = lab.models();
+  EXPECT_EQ(models["default_model"], "mlp");
+  for (const auto& info : models["models"]) {
+    const std::string name = info["name"];
+    const json& ex = info["examples"];
+    SCOPED_TRACE(name + ": " + ex.dump());
+    auto known = [&](const std::string& word) {
+      json t = lab.handle("tokenize", {{"model", name}, {"text", word}, {"prepend_bos", false}});
+      return t["tokens"].size() == 1 && !t["tokens"][0].contains("oov");
+    };
+    for (const char* k : {"answer_correct", "answer_incorrect"}) EXPECT_TRUE(known(ex["patching"][k])) << k;
+    for (const char* k : {"prompt_add", "prompt_sub"}) EXPECT_TRUE(known(ex["steering"][k])) << k;
+    json preq = ex["patching"];
+    preq["model"] = name;
+    const json pr = lab.handle("patch", preq);
+    EXPECT_EQ(pr["recovery"].size(), size_t(info["n_layers"].get<int>()));
+    EXPECT_NE(pr["clean_logit_diff"], pr["corrupted_logit_diff"]) << "the example's two prompts differ for the model";
+    json sreq = ex["steering"];
+    sreq.erase("changes_generation");
+    sreq["model"] = name;
+    const json sr = lab.handle("steer", sreq);
+    EXPECT_TRUE(ex["steering"]["changes_generation"].get<bool>());
+    EXPECT_NE(sr["steered"]["tokens"], sr["unsteered"]["tokens"]) << "the default steering example changes the text";
+    const json rr = lab.handle("run", {{"model", name}, {"text", ex["prompt"]}, {"attention", false}});
+    EXPECT_GT(rr["tokens"].size(), 10u);
+  }
+  // The MLP toy lacks the built-in words: its examples come from its own vocabulary.
+  const json& mex = models["models"][1]["examples"];
+  EXPECT_NE(mex["patching"]["answer_correct"], " Mary");
+  EXPECT_NE(mex["steering"]["prompt_add"], " Love");
+  // Out-of-vocabulary input: the real text and GPT-2 id, flagged; the model reads "other".
+  const json r = lab.handle("run", {{"model", "mlp"}, {"text", " Mary went"}, {"attention", false}});
+  const auto mary = data::Tokenizer::load_default().encode(" Mary");
+  ASSERT_EQ(mary.size(), 1u);
+  EXPECT_EQ(r["tokens"][1]["str"], " Mary");
+  EXPECT_EQ(r["tokens"][1]["gpt2_id"], mary[0]);
+  EXPECT_EQ(r["tokens"][1]["oov"], true);
+  const auto vm = models::load_model_dir(dir + "/mlp/model").vocab_map;
+  EXPECT_EQ(r["tokens"][1]["id"], vm->other_id());
+  // GPT-2 outranks every toy.
+  lab.add_model(labtest::make_gpt2_dir(dir + "/gpt2"), "gpt2");
+  EXPECT_EQ(lab.default_model(), "gpt2");
 }

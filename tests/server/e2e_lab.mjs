@@ -1,13 +1,15 @@
 // Browser test of the lab: playwright-core drives Debian's chromium (headless) against a running
-// `circuitlab serve`. Steps: attention grid after a prompt, zeroing a head changes predictions,
-// patching draws a heatmap, steering shows two generations. Screenshots go to ARTIFACTS.
-// usage: node e2e_lab.mjs URL ARTIFACTS_DIR N_LAYERS N_HEADS
+// `circuitlab serve`. Steps: the page opens on the most capable model (DEFAULT_MODEL), a word
+// outside its vocabulary shows its real text marked as unseen, attention grid after a prompt,
+// zeroing a head changes predictions, the default patching example draws a heatmap, the default
+// steering example gives a steered text that differs from the plain one. Screenshots go to ARTIFACTS.
+// usage: node e2e_lab.mjs URL ARTIFACTS_DIR N_LAYERS N_HEADS DEFAULT_MODEL OOV_WORD
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const [url, artifacts, nLayers, nHeads] = process.argv.slice(2);
+const [url, artifacts, nLayers, nHeads, defaultModel, oovWord] = process.argv.slice(2);
 const L = Number(nLayers), H = Number(nHeads);
 fs.mkdirSync(artifacts, { recursive: true });
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'circuitlab-chromium-'));
@@ -30,9 +32,22 @@ try {
   // 1. Load the page, enter a prompt, see the attention grid.
   await page.goto(url);
   await page.waitForSelector('[data-testid=model-picker] option', { state: 'attached' });
-  await page.fill('[data-testid=prompt]', 'When Mary and John went to the store, John gave a drink to');
+  // The page opens on the most capable model and runs its own example prompt.
+  await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent?.startsWith('ran'));
+  const picked = await page.locator('[data-testid=model-picker]').inputValue();
+  check(picked === defaultModel, `the lab opened on "${picked}", expected the most capable model "${defaultModel}"`);
+  check(await page.locator('[data-testid=token-strip] .tok.oov').count() === 0, 'the default prompt is in the vocabulary');
+  await page.fill('[data-testid=prompt]', `When${oovWord} and John went to the store, John gave a drink to`);
   await page.click('[data-testid=run]');
   await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent?.startsWith('ran'));
+  // A word outside the compact vocabulary: its real text, marked, with the tooltip saying so.
+  const oov = page.locator('[data-testid=token-strip] .tok.oov');
+  check(await oov.count() >= 1, 'an out-of-vocabulary token is marked');
+  const oovText = await oov.first().innerText();
+  check(oovText === oovWord, `the unseen token shows its real text: "${oovText}", expected "${oovWord}"`);
+  const oovTitle = await oov.first().getAttribute('title');
+  check(oovTitle.includes("not in this model's vocabulary"), `the unseen token's tooltip: "${oovTitle}"`);
+  check(!(await page.locator('[data-testid=token-strip]').innerText()).includes('other'), 'no input token reads "(other)"');
   const heads = await page.locator('[data-testid=attn-head]').count();
   check(heads === L * H, `attention grid has ${heads} heads, expected ${L * H}`);
   const nTok = await page.locator('[data-testid=token-strip] .tok').count();
@@ -63,20 +78,25 @@ try {
   await shot(page, '03-head-zeroed.png');
   console.log(`zeroing changed ${changed} top-1 predictions; ${loss}`);
 
-  // 3. Patching draws a heatmap.
+  // 3. The default patching example (filled in for this model) runs and draws a heatmap.
   await page.click('[data-testid=patch-run]');
   await page.waitForSelector('[data-testid=patch-table]');
+  const summary = await page.locator('#patch-summary').innerText();
+  check(!(await page.locator('#patch-summary.error').count()), `patching failed: ${summary}`);
+  const cols = await page.locator('[data-testid=patch-table] th.col').count();
   const cells = await page.locator('[data-testid=patch-table] td').count();
-  check(cells === L * nTok, `patching heatmap has ${cells} cells, expected ${L * nTok}`);
+  check(cols > 5 && cells === L * cols, `patching heatmap has ${cells} cells, expected ${L} x ${cols}`);
+  console.log('patching:', summary.split('.')[0]);
   await page.locator('[data-testid=patch-table]').scrollIntoViewIfNeeded();
   await shot(page, '04-patching-heatmap.png');
 
-  // 4. Steering shows two generations side by side.
-  await page.fill('#steer-coef', '20');
+  // 4. The default steering example (words, layer, coefficient chosen for this model): two
+  // generations side by side, and the vector changes the text.
   await page.click('[data-testid=steer-run]');
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=generation]').length === 2);
   const gens = await page.locator('[data-testid=generation]').allInnerTexts();
   check(gens.every(g => g.length > 0), 'both generations are non-empty');
+  check(gens[0] !== gens[1], `the steered generation equals the plain one: ${JSON.stringify(gens)}`);
   await page.locator('[data-testid=steer-steered]').scrollIntoViewIfNeeded();
   await shot(page, '05-steering.png');
   console.log('generations:', JSON.stringify(gens));

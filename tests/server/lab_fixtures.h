@@ -37,29 +37,56 @@ inline std::vector<std::string> toy_vocab_texts() {
           "The quick brown fox jumps over the lazy dog. A B C D E F G 1 2 3"};
 }
 
-// A randomly initialised toy HookedTransformer on a compact vocabulary; a large init range makes
-// its attention sharp and its predictions decisive, so interventions visibly change outputs.
-inline std::string make_toy_model_dir(const std::string& dir, int n_layers = 2, int n_heads = 4, uint64_t seed = 1) {
+// A toy model to write: attention-only by default, or GPT-2 blocks (LayerNorm, GELU MLPs).
+struct ToySpec {
+  int n_layers = 2;
+  int n_heads = 4;
+  uint64_t seed = 1;
+  bool mlp = false;
+  std::vector<std::string> vocab_texts = toy_vocab_texts();  // its compact vocabulary: these texts' tokens
+};
+
+// A randomly initialised toy HookedTransformer on a compact vocabulary (BOS and " " always in
+// it), written by the real model-dir writer; a large init range makes its attention sharp and
+// its predictions decisive, so interventions visibly change outputs.
+inline std::string make_toy_model_dir(const std::string& dir, const ToySpec& spec) {
   auto tok = data::Tokenizer::load_default();
   std::set<int32_t> ids{data::kEndOfText, 220};
-  for (const auto& t : toy_vocab_texts())
+  for (const auto& t : spec.vocab_texts)
     for (int32_t id : tok.encode(t)) ids.insert(id);
   data::VocabMap vm(std::vector<int32_t>(ids.begin(), ids.end()));
   models::ModelConfig cfg;
-  cfg.n_layers = n_layers;
+  cfg.n_layers = spec.n_layers;
   cfg.d_model = 64;
-  cfg.n_heads = n_heads;
+  cfg.n_heads = spec.n_heads;
   cfg.d_head = 16;
   cfg.n_ctx = 64;
   cfg.d_vocab = vm.size();
   cfg.d_vocab_out = vm.size();
-  cfg.attn_only = true;
+  cfg.attn_only = !spec.mlp;
   cfg.initializer_range = 0.5;
-  cfg.seed = static_cast<int>(seed);
-  torch::manual_seed(seed);
+  cfg.seed = static_cast<int>(spec.seed);
+  torch::manual_seed(spec.seed);
   models::HookedTransformer model(cfg);
   models::save_model_dir(model, dir, &vm);
   return dir;
+}
+
+inline std::string make_toy_model_dir(const std::string& dir, int n_layers = 2, int n_heads = 4, uint64_t seed = 1) {
+  ToySpec spec;
+  spec.n_layers = n_layers;
+  spec.n_heads = n_heads;
+  spec.seed = seed;
+  return make_toy_model_dir(dir, spec);
+}
+
+// The vocabulary of the lab-like toy with MLPs: ordinary English without the names and words
+// of the front end's built-in examples (" Mary", " John", " Love", " Hate"), so its default
+// examples must be chosen from its own vocabulary.
+inline std::vector<std::string> mlp_toy_vocab_texts() {
+  return {"When Alice and Bob went to the store, Bob gave a drink to Alice. When",
+          "I went up to my friend and said good bad hello the cat sat on the mat.",
+          "The quick brown fox jumps over the lazy dog. A B C D E F G 1 2 3"};
 }
 
 inline std::string make_gpt2_dir(const std::string& dir) {

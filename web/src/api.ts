@@ -1,12 +1,24 @@
 // Typed client of the lab's JSON API (server/API.md). Not UI code: main.ts draws the results.
 
+// Per-model defaults for the forms, chosen from the model's vocabulary (server/examples.cpp).
+export interface PatchExample { clean: string; corrupted: string; answer_correct: string; answer_incorrect: string; target: string }
+export interface SteerExample {
+  prompt: string; prompt_add: string; prompt_sub: string; layer: number; coefficient: number;
+  max_new_tokens: number; temperature: number; top_p: number; seed: number; changes_generation: boolean;
+}
+export interface Examples { prompt: string; patching: PatchExample; steering: SteerExample }
 export interface ModelInfo {
   name: string; dir: string; family: string; n_layers: number; n_heads: number; d_model: number;
   d_head: number; n_ctx: number; d_vocab: number; attn_only: boolean; compact_vocab: boolean;
+  n_params: number; examples: Examples;
 }
-export interface ModelsResponse { models: ModelInfo[]; gpt2_loaded: boolean; gpt2_hint?: string; toy_hint?: string }
-export interface Token { id: number; gpt2_id?: number; str: string }
-export interface Pred { id: number; str: string; prob: number }
+export interface ModelsResponse {
+  models: ModelInfo[]; default_model: string | null; gpt2_loaded: boolean; gpt2_hint?: string; toy_hint?: string;
+}
+// Input tokens carry the text's own GPT-2 id and string; oov: the model reads it as its "other" id.
+// Output tokens (predictions, generations): gpt2_id -1 is the model's "other" id (str is a placeholder).
+export interface Token { id: number; gpt2_id: number; str: string; oov?: boolean }
+export interface Pred { id: number; gpt2_id: number; str: string; prob: number }
 export interface RunResponse {
   model: string; tokens: Token[]; predictions: Pred[][]; next_token_prob: (number | null)[];
   loss: number | null; ablated: [number, number][]; ablation_kind: string;

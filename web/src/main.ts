@@ -1,7 +1,7 @@
 // The lab's page: model picker, prompt + token strip, predictions, attention grid with head
 // toggles (zeroing re-runs at once), residual norms + logit lens, patching, steering.
 // Talks only to the JSON API (api.ts); drawing helpers are in draw.ts.
-import { api, ModelInfo, RunResponse, Pred } from './api';
+import { api, ModelInfo, RunResponse, Pred, Token } from './api';
 import { el, showTok, blue, diverging, drawPattern, heatTable } from './draw';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -17,9 +17,10 @@ interface State {
   selected: [number, number] | null;
   hoverTok: number;
   runSeq: number;
+  filled: Map<string, string>;     // form field id -> the value the last model's examples put there
 }
 const st: State = { models: [], model: null, run: null, cleanTop: null, cleanKey: '', cleanLoss: null,
-  ablated: new Set(), selected: null, hoverTok: -1, runSeq: 0 };
+  ablated: new Set(), selected: null, hoverTok: -1, runSeq: 0, filled: new Map() };
 
 function status(msg: string, error = false): void {
   const s = $('status');
@@ -32,7 +33,10 @@ async function loadModels(): Promise<void> {
   st.models = r.models;
   const pick = $<HTMLSelectElement>('model-picker');
   pick.innerHTML = '';
-  for (const m of r.models) pick.appendChild(el('option', { value: m.name }, `${m.name} (${m.family}, ${m.n_layers}L×${m.n_heads}H)`));
+  for (const m of r.models) {
+    const label = `${m.name} (${m.family}, ${m.n_layers}L×${m.n_heads}H${m.attn_only ? '' : ', MLP'})${m.name === r.default_model ? ' · default' : ''}`;
+    pick.appendChild(el('option', { value: m.name }, label));
+  }
   const hints: string[] = [];
   if (r.toy_hint) hints.push(r.toy_hint);
   if (r.gpt2_hint) hints.push(r.gpt2_hint);
@@ -40,7 +44,42 @@ async function loadModels(): Promise<void> {
   h.hidden = hints.length === 0;
   h.innerHTML = '';
   for (const line of hints) h.appendChild(el('div', {}, line));
-  selectModel(r.models[0]?.name ?? '');
+  // The server names the most capable model (GPT-2 first, then MLPs, vocabulary, size).
+  const first = r.default_model ?? r.models[0]?.name ?? '';
+  pick.value = first;
+  selectModel(first);
+}
+
+// Puts `value` in form field `id` unless the user changed what the previous model's example put there.
+function fill(id: string, value: string | number): void {
+  const input = $<HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement>(id);
+  const prev = st.filled.get(id);
+  if (prev === undefined || input.value === prev) {
+    input.value = String(value);
+    st.filled.set(id, input.value);
+  }
+}
+
+// Every panel's default example for the selected model (server-chosen, in its vocabulary).
+function fillExamples(m: ModelInfo): void {
+  const ex = m.examples;
+  fill('prompt', ex.prompt);
+  const p = ex.patching;
+  fill('patch-clean', p.clean);
+  fill('patch-corrupt', p.corrupted);
+  fill('patch-correct', p.answer_correct);
+  fill('patch-incorrect', p.answer_incorrect);
+  fill('patch-target', p.target);
+  const s = ex.steering;
+  fill('steer-prompt', s.prompt);
+  fill('steer-add', s.prompt_add);
+  fill('steer-sub', s.prompt_sub);
+  fill('steer-layer', s.layer);
+  fill('steer-coef', s.coefficient);
+  fill('steer-n', s.max_new_tokens);
+  fill('steer-temp', s.temperature);
+  fill('steer-top-p', s.top_p);
+  fill('steer-seed', s.seed);
 }
 
 function selectModel(name: string): void {
@@ -53,6 +92,7 @@ function selectModel(name: string): void {
   if (m) {
     const layer = $<HTMLInputElement>('steer-layer');
     layer.max = String(m.n_layers);
+    fillExamples(m);
     if (Number(layer.value) > m.n_layers) layer.value = String(Math.min(1, m.n_layers));
   }
 }
@@ -114,7 +154,7 @@ function renderTokens(r: RunResponse): void {
   const strip = $('token-strip');
   strip.innerHTML = '';
   r.tokens.forEach((t, i) => {
-    const span = el('span', { class: 'tok', 'data-pos': String(i), title: `pos ${i} · id ${t.id}` }, showTok(t.str));
+    const span = el('span', { class: 'tok' + (t.oov ? ' oov' : ''), 'data-pos': String(i), title: `pos ${i} · ${tokTitle(t)}` }, showTok(t.str));
     // Hover repaints in place (never rebuilds the strip, so the hovered element stays put).
     span.addEventListener('mouseenter', () => { st.hoverTok = i; paintTokens(); renderDetail(); });
     span.addEventListener('mouseleave', () => { if (st.hoverTok === i) { st.hoverTok = -1; paintTokens(); renderDetail(); } });
@@ -133,6 +173,23 @@ function paintTokens(): void {
   });
 }
 
+const OTHER_NOTE = "the model's \u27e8other\u27e9 id: some token outside its vocabulary";
+
+// Tooltip of an input token: its ids, and for a token outside a compact vocabulary what the model reads.
+function tokTitle(t: Token): string {
+  return t.oov ? `not in this model's vocabulary: read as \u27e8other\u27e9 (GPT-2 id ${t.gpt2_id}, model id ${t.id})`
+    : `id ${t.id}${t.gpt2_id !== t.id ? ` · GPT-2 id ${t.gpt2_id}` : ''}`;
+}
+
+// A predicted token: its string, or a marked placeholder for the compact "other" id.
+function predEl(tag: 'div' | 'td' | 'span', p: Pred, cls: string, prefix = ''): HTMLElement {
+  const other = p.gpt2_id === -1;
+  const e = el(tag, { class: cls + (other ? ' other' : '') }, prefix + (other ? '\u27e8other\u27e9' : showTok(p.str)));
+  if (other) e.title = OTHER_NOTE;
+  return e;
+}
+const predStr = (p: Pred) => (p.gpt2_id === -1 ? '\u27e8other\u27e9' : showTok(p.str));
+
 function renderPredictions(r: RunResponse): void {
   const box = $('predictions');
   box.innerHTML = '';
@@ -140,9 +197,9 @@ function renderPredictions(r: RunResponse): void {
     const top: Pred = r.predictions[i][0];
     const changed = r.ablated.length > 0 && st.cleanTop !== null && st.cleanTop[i] !== top.id;
     const d = el('div', { class: 'pred' + (changed ? ' changed' : ''), 'data-testid': 'pred',
-      title: r.predictions[i].map(p => `${showTok(p.str)} ${(100 * p.prob).toFixed(1)}%`).join('\n') });
-    d.appendChild(el('div', { class: 'in' }, showTok(t.str)));
-    d.appendChild(el('div', { class: 'out' }, `→${showTok(top.str)}`));
+      title: r.predictions[i].map(p => `${predStr(p)} ${(100 * p.prob).toFixed(1)}%`).join('\n') });
+    d.appendChild(el('div', { class: 'in' + (t.oov ? ' oov' : ''), title: tokTitle(t) }, showTok(t.str)));
+    d.appendChild(predEl('div', top, 'out', '→'));
     d.appendChild(el('div', { class: 'muted' }, `${(100 * top.prob).toFixed(1)}%`));
     box.appendChild(d);
   });
@@ -237,14 +294,15 @@ function renderResidual(r: RunResponse): void {
   const table = el('table', { class: 'lens' });
   const head = el('tr');
   head.appendChild(el('th', {}, 'stage'));
-  r.tokens.forEach(t => head.appendChild(el('th', {}, showTok(t.str))));
+  r.tokens.forEach(t => head.appendChild(el('th', { class: t.oov ? 'oov' : '', title: tokTitle(t) }, showTok(t.str))));
   table.appendChild(head);
   r.logit_lens.forEach((stage, s) => {
     const tr = el('tr');
     tr.appendChild(el('th', {}, r.stage_labels[s]));
     stage.forEach(preds => {
       const p = preds[0];
-      const td = el('td', { title: preds.map(q => `${showTok(q.str)} ${(100 * q.prob).toFixed(1)}%`).join('\n') }, showTok(p.str));
+      const td = predEl('td', p, '');
+      td.title = preds.map(q => `${predStr(q)} ${(100 * q.prob).toFixed(1)}%`).join('\n');
       td.style.background = blue(p.prob);
       tr.appendChild(td);
     });

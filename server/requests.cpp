@@ -1,0 +1,202 @@
+// Request parsing for the lab (see requests.h): every field read, typed and range-checked here.
+#include "server/requests.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "models/config.h"
+
+namespace circuitlab::server {
+
+using nlohmann::json;
+
+void bad(const std::string& msg, int status) { throw BadRequest(status, msg); }
+
+namespace {
+
+const json& object(const json& req) {
+  if (!req.is_object()) bad("request body: expected a JSON object");
+  return req;
+}
+
+const json& field(const json& req, const char* key) {
+  auto it = object(req).find(key);
+  if (it == req.end()) bad(std::string("field \"") + key + "\": missing");
+  return *it;
+}
+
+std::string get_string(const json& req, const char* key, int max_bytes, bool allow_empty = false) {
+  const json& v = field(req, key);
+  if (!v.is_string()) bad(std::string("field \"") + key + "\": expected a string");
+  auto s = v.get<std::string>();
+  if (s.size() > size_t(max_bytes))
+    bad(std::string("field \"") + key + "\": longer than " + std::to_string(max_bytes) + " bytes", 413);
+  if (s.empty() && !allow_empty) bad(std::string("field \"") + key + "\": must not be empty");
+  return s;
+}
+
+double get_number(const json& req, const char* key, double def, double lo, double hi) {
+  auto it = object(req).find(key);
+  if (it == req.end() || it->is_null()) return def;
+  if (!it->is_number()) bad(std::string("field \"") + key + "\": expected a number");
+  double v = it->get<double>();
+  if (!(v >= lo && v <= hi))
+    bad(std::string("field \"") + key + "\": expected a number in [" + json(lo).dump() + ", " + json(hi).dump() +
+        "], got " + it->dump());
+  return v;
+}
+
+int get_int(const json& req, const char* key, int def, int lo, int hi) {
+  auto it = object(req).find(key);
+  if (it == req.end() || it->is_null()) return def;
+  if (!it->is_number_integer()) bad(std::string("field \"") + key + "\": expected an integer");
+  auto v = it->get<int64_t>();
+  if (v < lo || v > hi)
+    bad(std::string("field \"") + key + "\": expected an integer in [" + std::to_string(lo) + ", " +
+        std::to_string(hi) + "], got " + std::to_string(v));
+  return static_cast<int>(v);
+}
+
+bool get_bool(const json& req, const char* key, bool def) {
+  auto it = object(req).find(key);
+  if (it == req.end() || it->is_null()) return def;
+  if (!it->is_boolean()) bad(std::string("field \"") + key + "\": expected true or false");
+  return it->get<bool>();
+}
+
+// "zero" | "mean" from an optional string field `key` of `obj`; `name` is how errors call it.
+std::string get_ablation_kind(const json& obj, const char* key, const std::string& name) {
+  std::string kind = "zero";
+  if (obj.contains(key)) {
+    if (!obj[key].is_string()) bad("field \"" + name + "\": expected \"zero\" or \"mean\"");
+    kind = obj[key].get<std::string>();
+  }
+  if (kind != "zero" && kind != "mean") bad("field \"" + name + "\": expected \"zero\" or \"mean\", got \"" + kind + "\"");
+  return kind;
+}
+
+std::vector<analysis::HeadRef> parse_heads(const json& v, const models::ModelConfig& cfg, const char* key) {
+  if (!v.is_array()) bad(std::string("field \"") + key + "\": expected an array of {\"layer\", \"head\"} or [layer, head]");
+  std::vector<analysis::HeadRef> heads;
+  for (const auto& e : v) {
+    analysis::HeadRef h;
+    if (e.is_array() && e.size() == 2 && e[0].is_number_integer() && e[1].is_number_integer()) {
+      h.layer = e[0].get<int>();
+      h.head = e[1].get<int>();
+    } else if (e.is_object() && e.contains("layer") && e.contains("head") && e["layer"].is_number_integer() &&
+               e["head"].is_number_integer()) {
+      h.layer = e["layer"].get<int>();
+      h.head = e["head"].get<int>();
+    } else {
+      bad(std::string("field \"") + key + "\": each head must be {\"layer\": int, \"head\": int} or [layer, head], got " +
+          e.dump());
+    }
+    if (h.layer < 0 || h.layer >= cfg.n_layers)
+      bad("unknown layer " + std::to_string(h.layer) + " in \"" + key + "\" (model has " +
+          std::to_string(cfg.n_layers) + " layers)");
+    if (h.head < 0 || h.head >= cfg.n_heads)
+      bad("unknown head " + std::to_string(h.head) + " in \"" + key + "\" (model has " + std::to_string(cfg.n_heads) +
+          " heads per layer)");
+    if (std::find(heads.begin(), heads.end(), h) == heads.end()) heads.push_back(h);
+  }
+  return heads;
+}
+
+analysis::SamplingParams parse_sampling(const json& req, const LabLimits& lim) {
+  analysis::SamplingParams p;
+  p.max_new_tokens = get_int(req, "max_new_tokens", 20, 1, lim.max_new_tokens);
+  p.temperature = get_number(req, "temperature", 1.0, 0.0, 100.0);
+  p.top_k = get_int(req, "top_k", 0, 0, 1 << 20);
+  p.top_p = get_number(req, "top_p", 1.0, 1e-6, 1.0);
+  p.seed = static_cast<uint64_t>(get_number(req, "seed", 0, 0, 9007199254740991.0));
+  return p;
+}
+
+}  // namespace
+
+std::string requested_model(const json& req) {
+  auto it = object(req).find("model");
+  if (it == req.end() || it->is_null()) return "";
+  if (!it->is_string()) bad("field \"model\": expected a model name string");
+  return it->get<std::string>();
+}
+
+TokenizeRequest parse_tokenize(const json& req, const LabLimits& lim) {
+  TokenizeRequest r;
+  r.text = get_string(req, "text", lim.max_text_bytes, /*allow_empty=*/true);
+  r.prepend_bos = get_bool(req, "prepend_bos", true);
+  return r;
+}
+
+RunRequest parse_run(const json& req, const models::ModelConfig& cfg, const LabLimits& lim) {
+  RunRequest r;
+  r.text = get_string(req, "text", lim.max_text_bytes);
+  r.prepend_bos = get_bool(req, "prepend_bos", true);
+  r.top_k = get_int(req, "top_k", 5, 1, lim.max_top_k);
+  r.lens_top_k = get_int(req, "lens_top_k", 3, 1, lim.max_top_k);
+  r.attention = get_bool(req, "attention", true);
+  if (req.contains("ablate") && !req["ablate"].is_null()) {
+    const json& a = req["ablate"];
+    if (a.is_array()) {
+      r.ablate = parse_heads(a, cfg, "ablate");
+    } else if (a.is_object()) {
+      r.ablate = parse_heads(field(a, "heads"), cfg, "ablate.heads");
+      r.ablation_kind = get_ablation_kind(a, "kind", "ablate.kind");
+    } else {
+      bad("field \"ablate\": expected {\"heads\": [...], \"kind\": \"zero\"|\"mean\"} or a list of heads");
+    }
+  }
+  return r;
+}
+
+AblateRequest parse_ablate(const json& req, const models::ModelConfig& cfg, const LabLimits& lim) {
+  AblateRequest r;
+  r.text = get_string(req, "text", lim.max_text_bytes);
+  r.prepend_bos = get_bool(req, "prepend_bos", true);
+  r.heads = parse_heads(field(req, "heads"), cfg, "heads");
+  r.kind = get_ablation_kind(req, "kind", "kind");
+  r.top_k = get_int(req, "top_k", 3, 1, lim.max_top_k);
+  return r;
+}
+
+PatchRequest parse_patch(const json& req, const LabLimits& lim) {
+  PatchRequest r;
+  r.prepend_bos = get_bool(req, "prepend_bos", true);
+  r.clean = get_string(req, "clean", lim.max_text_bytes);
+  r.corrupted = get_string(req, "corrupted", lim.max_text_bytes);
+  r.answer_correct = get_string(req, "answer_correct", 200);
+  r.answer_incorrect = get_string(req, "answer_incorrect", 200);
+  if (req.contains("target")) {
+    if (!req["target"].is_string()) bad("field \"target\": expected a string");
+    r.target_name = req["target"].get<std::string>();
+  }
+  try {
+    r.target = analysis::patch_target_from_string(r.target_name);
+  } catch (const Error& e) {
+    bad(std::string("field \"target\": ") + e.what());
+  }
+  return r;
+}
+
+GenerateRequest parse_generate(const json& req, const LabLimits& lim) {
+  GenerateRequest r;
+  r.prepend_bos = get_bool(req, "prepend_bos", true);
+  r.prompt = get_string(req, "prompt", lim.max_text_bytes);
+  r.sampling = parse_sampling(req, lim);
+  return r;
+}
+
+SteerRequest parse_steer(const json& req, const models::ModelConfig& cfg, const LabLimits& lim) {
+  SteerRequest r;
+  r.prepend_bos = get_bool(req, "prepend_bos", true);
+  r.prompt = get_string(req, "prompt", lim.max_text_bytes);
+  r.prompt_add = get_string(req, "prompt_add", lim.max_text_bytes);
+  r.prompt_sub = get_string(req, "prompt_sub", lim.max_text_bytes, /*allow_empty=*/true);
+  const int L = std::max(cfg.n_layers, 0);
+  r.layer = get_int(req, "layer", std::max(0, std::min(1, L - 1)), 0, L);
+  r.coefficient = get_number(req, "coefficient", 4.0, -1000.0, 1000.0);
+  r.sampling = parse_sampling(req, lim);
+  return r;
+}
+
+}  // namespace circuitlab::server
