@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "models/hook_names.h"
 #include "core/splitmix.h"
 
 namespace circuitlab::analysis {
@@ -131,8 +132,8 @@ std::string actadd_hook_name(const models::ModelConfig& cfg, int layer) {
   if (layer < 0 || layer > cfg.n_layers)
     fail("steering layer " + std::to_string(layer) + " out of range (0.." + std::to_string(cfg.n_layers) + ")");
   if (cfg.n_layers == 0) fail("steering needs a model with at least one layer");
-  if (layer == cfg.n_layers) return "blocks." + std::to_string(layer - 1) + ".hook_resid_post";
-  return "blocks." + std::to_string(layer) + ".hook_resid_pre";
+  if (layer == cfg.n_layers) return models::hooks::resid_post(layer - 1);
+  return models::hooks::resid_pre(layer);
 }
 
 torch::Tensor actadd_vector(models::HookedTransformer& model, std::vector<int64_t> add, std::vector<int64_t> sub,

@@ -167,7 +167,7 @@ void register_model_commands(CLI::App& app) {
       set_threads(o->threads);
       models::LoadedModel lm = models::load_model_dir(o->model);
       const auto& c = lm.model->cfg();
-      std::printf("model dir: %s\nfamily: %s%s\nconfig (TransformerLens keys):\n%s\n", o->model.c_str(), c.family.c_str(),
+      std::printf("model dir: %s\nfamily: %s%s\nconfig (TransformerLens keys):\n%s\n", o->model.c_str(), models::to_string(c.family),
                   c.tied_unembed ? " (unembedding tied to W_E)" : "", models::to_json(c).dump(2).c_str());
       if (lm.vocab_map) std::printf("vocab_map.json: %d compact ids (last = other)\n", lm.vocab_map->size());
       std::printf("parameters: %lld\nhook points: %zu\ntensors (TransformerLens names):\n",

@@ -38,17 +38,7 @@ class AnalyzeE2E : public ::testing::Test {
     root = tmp->path();
     make_dirs(root + "/run/snapshots");
     make_dirs(root + "/data");
-    // Text with repeats (so ICL exists): random 30-token phrases, each said twice.
-    std::mt19937 rng(3);
-    std::vector<int32_t> toks;
-    while (toks.size() < 40000) {
-      std::vector<int32_t> phrase(30);
-      for (auto& t : phrase) t = static_cast<int32_t>(rng() % testing::kPV);
-      toks.insert(toks.end(), phrase.begin(), phrase.end());
-      toks.insert(toks.end(), phrase.begin(), phrase.end());
-    }
-    data::write_nanogpt_shard(root + "/data/train.bin", toks);
-    data::write_nanogpt_shard(root + "/data/val.bin", std::vector<int32_t>(toks.begin(), toks.begin() + 8000));
+    testing::write_repeated_phrase_shards(root + "/data");  // text with repeats, so ICL exists
     models::save_model_dir(testing::planted_model(), root + "/planted");
     models::save_model_dir(testing::planted_model(), root + "/run/snapshots/step_200");
     models::HookedTransformer random_model(testing::planted_config());  // initialised at random

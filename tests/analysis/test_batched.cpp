@@ -92,9 +92,9 @@ models::ModelConfig medium(bool tied) {
   c.d_head = 8;
   c.n_ctx = 16;
   c.d_vocab = 300;
-  c.normalization_type = "LN";
+  c.normalization_type = models::Normalization::LN;
   c.tied_unembed = tied;
-  if (tied) c.family = "gpt2";
+  if (tied) c.family = models::ModelFamily::Gpt2;
   return c;
 }
 

@@ -25,9 +25,9 @@ models::ModelConfig toy(bool ln, bool tied) {
   c.d_head = 4;
   c.n_ctx = 16;
   c.d_vocab = 30;
-  c.normalization_type = ln ? "LN" : "";
+  c.normalization_type = ln ? models::Normalization::LN : models::Normalization::None;
   c.tied_unembed = tied;
-  if (tied) c.family = "gpt2";
+  if (tied) c.family = models::ModelFamily::Gpt2;
   return c;
 }
 

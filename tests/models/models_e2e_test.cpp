@@ -86,7 +86,7 @@ TEST_F(Cli, InspectAndExport) {
   std::string tmp = tmp_dir.path();
   ASSERT_EQ(run_shell(bin() + " export --model " + fx_ + "/gpt2_hf --out " + tmp + "/tl", &out), 0) << out;
   LoadedModel tl = load_model_dir(tmp + "/tl");
-  EXPECT_EQ(tl.model->cfg().family, "toy");
+  EXPECT_EQ(tl.model->cfg().family, ModelFamily::Toy);
   EXPECT_FALSE(tl.model->cfg().attn_only);
   torch::NoGradGuard ng;
   torch::Tensor tokens = torch::arange(0, 9).unsqueeze(0);
@@ -173,7 +173,7 @@ TEST_F(Cli, FetchGpt2FromLoopbackHubIsCompleteAndResumable) {
   ASSERT_EQ(run_shell(bin() + " fetch-gpt2 gpt2 --base-url " + hub.url() + " --out " + out_dir, &out), 0) << out;
   for (const auto& [f, p] : src) EXPECT_EQ(read_file(out_dir + "/" + f), read_file(p)) << f;
   LoadedModel lm = load_model_dir(out_dir);
-  EXPECT_EQ(lm.model->cfg().family, "gpt2");
+  EXPECT_EQ(lm.model->cfg().family, ModelFamily::Gpt2);
   // The HF tokenizer files come along: --text works with the fetched dir's tokenizer.
   ASSERT_EQ(run_shell(bin() + " forward --model " + out_dir + " --tokens \"1 2 3\" --no-prepend-bos", &out), 0) << out;
 

@@ -55,7 +55,7 @@ inline TrainConfig tiny_config(int layers, int64_t steps) {
   c.model.n_ctx = 32;
   c.model.d_vocab = 64;
   c.model.attn_only = true;
-  c.model.normalization_type = "";
+  c.model.normalization_type = models::Normalization::None;
   c.model.positional_embedding_type = "shortformer";
   c.batch_size = 16;
   c.steps = steps;

@@ -87,7 +87,7 @@ models::ModelConfig small_model() {
   c.d_head = 4;
   c.n_ctx = 6;
   c.d_vocab = 11;
-  c.normalization_type = "LN";
+  c.normalization_type = models::Normalization::LN;
   c.positional_embedding_type = "standard";
   c.seed = 3;
   return c;
