@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/json_fields.h"
 #include "core/progress.h"
 #include "data/shards.h"
 #include "core/splitmix.h"
@@ -189,22 +190,44 @@ PrepareStats prepare_corpus(const PrepareOptions& opts) {
   return st;
 }
 
+CorpusMeta read_corpus_meta(const std::string& meta_path) {
+  namespace jf = json_fields;
+  const nlohmann::json j = jf::parse_file(meta_path);
+  jf::Object o(j, meta_path);
+  CorpusMeta m;
+  jf::Object docs = o.object("documents");
+  m.documents_train = docs.req<uint64_t>("train", "a count");
+  m.documents_val = docs.req<uint64_t>("val", "a count");
+  jf::Object toks = o.object("tokens");
+  m.tokens_train = toks.req<uint64_t>("train", "a count");
+  m.tokens_val = toks.req<uint64_t>("val", "a count");
+  o.opt("text_bytes", m.text_bytes, "a count");
+  if (const nlohmann::json* srcs = o.opt_array("sources")) {
+    for (size_t i = 0; i < srcs->size(); ++i) {
+      jf::Object src((*srcs)[i], meta_path + " [" + jf::index_key("sources", i) + "]");
+      CorpusMeta::Source s;
+      src.opt("kind", s.kind);
+      src.opt("path", s.path);
+      src.opt("documents", s.documents, "a count");
+      src.opt("tokens", s.tokens, "a count");
+      m.sources.push_back(std::move(s));
+    }
+  }
+  if (const nlohmann::json* split = o.opt_object("split")) {
+    jf::Object sp(*split, meta_path + " [split]");
+    m.has_split = true;
+    sp.opt("val_fraction", m.val_fraction);
+    sp.opt("seed", m.split_seed, "a count");
+  }
+  return m;
+}
+
 std::string corpus_stats_report(const std::string& dir, int top_n, const Tokenizer& tok) {
   const std::string meta_path = dir + "/meta.json";
   if (!is_directory(dir)) fail(dir + ": not a directory (expected the output of `circuitlab prepare`)");
-  nlohmann::json meta;
-  try {
-    meta = nlohmann::json::parse(read_file(meta_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(meta_path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
-  auto field_u64 = [&](const char* a, const char* b) -> uint64_t {
-    if (!meta.contains(a) || !meta[a].is_object() || !meta[a].contains(b) || !meta[a][b].is_number_unsigned())
-      fail(meta_path + ": field \"" + std::string(a) + "." + b + "\" missing or not a count");
-    return meta[a][b].get<uint64_t>();
-  };
-  const uint64_t docs_train = field_u64("documents", "train"), docs_val = field_u64("documents", "val");
-  const uint64_t meta_train = field_u64("tokens", "train"), meta_val = field_u64("tokens", "val");
+  const CorpusMeta meta = read_corpus_meta(meta_path);
+  const uint64_t docs_train = meta.documents_train, docs_val = meta.documents_val;
+  const uint64_t meta_train = meta.tokens_train, meta_val = meta.tokens_val;
   TokenShard train(dir + "/train.bin"), val(dir + "/val.bin");
   if (train.size() != meta_train)
     fail(train.path() + ": " + std::to_string(train.size()) + " tokens, meta.json says " + std::to_string(meta_train));
@@ -212,7 +235,7 @@ std::string corpus_stats_report(const std::string& dir, int top_n, const Tokeniz
     fail(val.path() + ": " + std::to_string(val.size()) + " tokens, meta.json says " + std::to_string(meta_val));
   std::vector<uint64_t> counts = count_tokens(train);
   uint64_t eot_train = counts[kEndOfText], eot_val = count_tokens(val)[kEndOfText];
-  const uint64_t text_bytes = meta.value("text_bytes", uint64_t{0});
+  const uint64_t text_bytes = meta.text_bytes;
 
   std::string s;
   char line[512];
@@ -221,11 +244,9 @@ std::string corpus_stats_report(const std::string& dir, int top_n, const Tokeniz
     s += line;
   };
   add("corpus: %s\n", dir.c_str());
-  if (meta.contains("sources"))
-    for (const auto& src : meta["sources"])
-      add("  source %-11s %s  (%s docs, %s tokens)\n", src.value("kind", "?").c_str(),
-          src.value("path", "?").c_str(), fmt_count(src.value("documents", uint64_t{0})).c_str(),
-          fmt_count(src.value("tokens", uint64_t{0})).c_str());
+  for (const auto& src : meta.sources)
+    add("  source %-11s %s  (%s docs, %s tokens)\n", src.kind.c_str(), src.path.c_str(),
+        fmt_count(src.documents).c_str(), fmt_count(src.tokens).c_str());
   add("documents: %s train, %s val (%s total)\n", fmt_count(docs_train).c_str(), fmt_count(docs_val).c_str(),
       fmt_count(docs_train + docs_val).c_str());
   add("tokens:    %s train, %s val (%s total, incl. one EOT per document)\n", fmt_count(train.size()).c_str(),
@@ -236,9 +257,9 @@ std::string corpus_stats_report(const std::string& dir, int top_n, const Tokeniz
   uint64_t distinct = 0;
   for (uint64_t c : counts) distinct += c > 0;
   add("distinct train tokens: %s of %d\n", fmt_count(distinct).c_str(), tok.vocab_size());
-  if (meta.contains("split"))
-    add("split:     document-level, val_fraction %g, seed %llu\n", meta["split"].value("val_fraction", 0.0),
-        static_cast<unsigned long long>(meta["split"].value("seed", uint64_t{0})));
+  if (meta.has_split)
+    add("split:     document-level, val_fraction %g, seed %llu\n", meta.val_fraction,
+        static_cast<unsigned long long>(meta.split_seed));
   std::vector<int32_t> ids;
   for (int32_t i = 0; i < 65536; ++i)
     if (counts[i]) ids.push_back(i);

@@ -40,6 +40,23 @@ bool is_val_document(uint64_t index, uint64_t seed, double val_fraction);
 // was not there before (and a directory created by this call is removed again when empty).
 PrepareStats prepare_corpus(const PrepareOptions& opts);
 
+// What corpus-stats reads of a prepared corpus's meta.json (the counts it checks and prints).
+struct CorpusMeta {
+  struct Source {
+    std::string kind = "?", path = "?";
+    uint64_t documents = 0, tokens = 0;
+  };
+  uint64_t documents_train = 0, documents_val = 0;  // documents.{train,val} (required)
+  uint64_t tokens_train = 0, tokens_val = 0;        // tokens.{train,val} (required)
+  uint64_t text_bytes = 0;
+  std::vector<Source> sources;
+  bool has_split = false;
+  double val_fraction = 0;
+  uint64_t split_seed = 0;
+};
+// Reads meta.json strictly: Error "<path>: field '<name>' ..." for a missing or mistyped field.
+CorpusMeta read_corpus_meta(const std::string& meta_path);
+
 // `circuitlab corpus-stats DIR`: reads meta.json, memory-maps train.bin / val.bin, checks the
 // token counts agree with meta.json, and returns a printable report (documents, tokens,
 // bytes, bytes/token, the top_n most frequent train tokens with their strings).

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "reports/analysis_schema.h"
 
 namespace circuitlab::reports {
 
@@ -50,6 +51,7 @@ std::vector<json> read_jsonl(const std::string& path) {
     try {
       json row = json::parse(line);
       if (!row.is_object()) fail(path + ":" + std::to_string(lineno) + ": expected a JSON object");
+      check_metrics_row(row, path + ":" + std::to_string(lineno));
       rows.push_back(std::move(row));
     } catch (const json::parse_error&) {
       // A run killed mid-write leaves at most a partial last line; anything else is corrupt.
@@ -111,11 +113,14 @@ RunInputs load_run(const std::string& dir_in, bool is_gpt2) {
     fail(r.analysis_path + ": missing (run `circuitlab analyze --model " + dir + "/model --out " +
          r.analysis_path + "` first)");
   r.analysis = parse_json_file(r.analysis_path);
-  if (!r.analysis.is_object()) fail(r.analysis_path + ": expected a JSON object");
+  check_analysis_json(r.analysis, r.analysis_path);
 
   // A bare analysis file speaks for itself; a run dir also has its training files.
   if (!given_file) {
-    if (file_exists(dir + "/train_config.json")) r.train_config = parse_json_file(dir + "/train_config.json");
+    if (file_exists(dir + "/train_config.json")) {
+      r.train_config = parse_json_file(dir + "/train_config.json");
+      if (!r.train_config.is_object()) fail(dir + "/train_config.json: expected a JSON object");
+    }
     if (file_exists(dir + "/metrics.jsonl")) r.metrics = read_jsonl(dir + "/metrics.jsonl");
   }
 
@@ -136,6 +141,7 @@ RunInputs load_run(const std::string& dir_in, bool is_gpt2) {
     if (given_file) break;
     if (file_exists(p)) {
       r.phase = parse_json_file(p);
+      check_phase_change_json(r.phase, p);
       r.phase_path = p;
       break;
     }

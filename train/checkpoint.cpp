@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -16,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/json_fields.h"
 #include "models/model_dir.h"
 
 namespace circuitlab::train {
@@ -112,18 +114,15 @@ TrainerState load_checkpoint(const std::string& dir, models::HookedTransformer& 
                              const torch::Device& device) {
   const std::string state_path = dir + "/state.json";
   auto j = nlohmann::json::parse(read_file(state_path), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || j.value("format", "") != kStateFormat)
+  if (j.is_discarded() || !j.is_object() || j.value("format", nlohmann::json()) != kStateFormat)
     fail(state_path + ": not a circuitlab training state (expected format " + kStateFormat + ")");
+  json_fields::Object o(j, state_path);
   TrainerState s;
-  try {
-    s.step = j.at("step").get<int64_t>();
-    s.tokens = j.at("tokens").get<int64_t>();
-    s.elapsed_s = j.at("elapsed_s").get<double>();
-    s.sampler.seed = j.at("sampler_seed").get<uint64_t>();
-    s.sampler.batches_drawn = j.at("sampler_batches_drawn").get<uint64_t>();
-  } catch (const nlohmann::json::exception& e) {
-    fail(state_path + ": missing or malformed field (" + std::string(e.what()) + ")");
-  }
+  s.step = o.int_in("step", 0, std::numeric_limits<int64_t>::max());
+  s.tokens = o.int_in("tokens", 0, std::numeric_limits<int64_t>::max());
+  s.elapsed_s = o.req<double>("elapsed_s");
+  s.sampler.seed = o.req<uint64_t>("sampler_seed");
+  s.sampler.batches_drawn = o.req<uint64_t>("sampler_batches_drawn");
   // Weights: the checkpoint is a model dir; copy its tensors in by TransformerLens name.
   auto loaded = models::load_model_dir(dir);
   model->load_state_dict(loaded.model->state_dict(), dir + "/model.safetensors");

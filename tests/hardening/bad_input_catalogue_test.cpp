@@ -403,6 +403,57 @@ std::vector<Case> catalogue() {
                {"val.bin"}});
   v.push_back({"corpus_meta_json_corrupt", prepared_case("prepared/meta.json", "{\"tokens\": [", {"corpus-stats", "prepared"}),
                {"meta.json"}});
+  // meta.json is read strictly: a mistyped field names the file and the field.
+  auto meta_edit = [](std::function<void(json&)> edit) {
+    return [edit](const std::string& d) {
+      Args a = prepared_case("", "", {"corpus-stats", "prepared"})(d);
+      json m = json::parse(slurp(d + "/prepared/meta.json"));
+      edit(m);
+      spit(d + "/prepared/meta.json", m.dump(2));
+      return a;
+    };
+  };
+  v.push_back({"corpus_meta_sources_are_strings", meta_edit([](json& m) { m["sources"] = {"a.txt", "b.txt"}; }),
+               {"meta.json", "sources[0]", "expected a JSON object"}});
+  v.push_back({"corpus_meta_token_count_is_text", meta_edit([](json& m) { m["tokens"]["train"] = "many"; }),
+               {"meta.json", "'train'", "wrong type"}});
+  v.push_back({"corpus_meta_split_seed_negative", meta_edit([](json& m) { m["split"]["seed"] = -3; }),
+               {"meta.json", "'seed'"}});
+  // --- report inputs (analysis.json, metrics.jsonl, phase_change.json) are read strictly --------
+  // A run dir whose analysis.json passes except for `edit`; the report must fail before writing.
+  auto run_case = [](std::function<void(json& analysis, std::string& metrics, json& phase)> edit) {
+    return [edit](const std::string& d) {
+      json a = {{"format", "circuitlab-analysis-v1"},
+                {"config", {{"n_layers", 1}, {"d_model", 8}, {"n_heads", 2}, {"d_head", 4}, {"n_ctx", 8},
+                            {"d_vocab", 1000}, {"attn_only", true}, {"family", "toy"}}},
+                {"heads", json::array({{{"layer", 0}, {"head", 0}, {"labels", json::array()}},
+                                       {{"layer", 0}, {"head", 1}, {"labels", json::array()}}})}};
+      std::string metrics = "{\"step\": 10, \"tokens\": 1000, \"train_loss\": 5.0}\n";
+      json phase;
+      edit(a, metrics, phase);
+      spit(d + "/run/analysis.json", a.dump(2));
+      spit(d + "/run/metrics.jsonl", metrics);
+      if (!phase.is_null()) spit(d + "/run/phase_change.json", phase.dump(2));
+      return Args{"report", "--runs", "run", "--out", "report", "--no-svg"};
+    };
+  };
+  v.push_back({"report_analysis_heads_not_an_array", run_case([](json& a, std::string&, json&) { a["heads"] = "oops"; }),
+               {"analysis.json", "'heads'", "expected an array"}, {"report"}});
+  v.push_back({"report_analysis_head_layer_is_text",
+               run_case([](json& a, std::string&, json&) { a["heads"][1]["layer"] = "zero"; }),
+               {"analysis.json", "'heads[1].layer'"}, {"report"}});
+  v.push_back({"report_analysis_icl_score_is_text",
+               run_case([](json& a, std::string&, json&) { a["icl"] = {{"icl_score", "low"}}; }),
+               {"analysis.json", "'icl.icl_score'"}, {"report"}});
+  v.push_back({"report_analysis_wrong_format",
+               run_case([](json& a, std::string&, json&) { a["format"] = "circuitlab-phase-change-v1"; }),
+               {"analysis.json", "'format'"}, {"report"}});
+  v.push_back({"report_metrics_step_is_text",
+               run_case([](json&, std::string& m, json&) { m = "{\"step\": \"ten\", \"tokens\": 1000}\n"; }),
+               {"metrics.jsonl:1", "'step'"}, {"report"}});
+  v.push_back({"report_phase_snapshots_not_objects",
+               run_case([](json&, std::string&, json& p) { p = {{"snapshots", {1, 2}}}; }),
+               {"phase_change.json", "'snapshots[0]'"}, {"report"}});
   // --- the lab server refuses a bad model dir before it binds a port ----------------------------
   v.push_back({"serve_model_dir_bad_config",
                raw_file_case("model/config.json", "{", {"serve", "--model", "model", "--port", "0", "--port-file", "port"}),
