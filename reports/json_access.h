@@ -20,6 +20,12 @@ inline double num(const nlohmann::json& j, const char* key) {
   return (it != j.end() && it->is_number()) ? it->get<double>() : kNaN;
 }
 
+// j[key] as an integer; `fallback` when j is not an object, the key is absent, null or not a number.
+inline long long int_or(const nlohmann::json& j, const char* key, long long fallback) {
+  const double v = num(j, key);
+  return std::isnan(v) ? fallback : static_cast<long long>(v);
+}
+
 // j[key] when it is present and not null, else nullptr.
 inline const nlohmann::json* get(const nlohmann::json& j, const char* key) {
   if (!j.is_object()) return nullptr;

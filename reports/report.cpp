@@ -115,7 +115,7 @@ std::string bigram_table(const RunInputs& r, size_t max_rows, size_t max_k) {
   std::string h = "<h4>" + esc(r.name) + ": " + (src == "zero_layer_model" ? "the model's bigram table" : "direct path W<sub>E</sub>·W<sub>U</sub>") +
                   " against the corpus</h4><p class=\"stats\">top-1 agreement " + fmt(num(*b, "top1_agreement"), 3) +
                   ", KL(corpus‖model) " + fmt(num(*b, "kl_corpus_model"), 3) + " nats over " +
-                  fmt_int(b->value("n_sources_compared", json(-1)).is_number() ? (*b)["n_sources_compared"].get<long long>() : -1) +
+                  fmt_int(int_or(*b, "n_sources_compared", -1)) +
                   " sources; first " + std::to_string(std::min(max_rows, rows->size())) + " of " + std::to_string(rows->size()) +
                   " rows shown.</p><table class=\"data bigram\"><thead><tr><th>token</th><th>corpus count</th><th>model top next tokens (p)</th><th>corpus top next tokens (p)</th></tr></thead><tbody>";
   for (size_t i = 0; i < std::min(max_rows, rows->size()); ++i) {
@@ -127,7 +127,7 @@ std::string bigram_table(const RunInputs& r, size_t max_rows, size_t max_k) {
     if (auto ct = get(row, "corpus_top"))
       for (size_t k = 0; k < std::min(max_k, ct->size()); ++k)
         corpus += tok_html((*ct)[k]["token"]) + " <small>" + fmt(num((*ct)[k], "prob"), 3) + "</small> ";
-    long long count = row.value("corpus_count", json(-1)).is_number() ? row["corpus_count"].get<long long>() : -1;
+    long long count = int_or(row, "corpus_count", -1);
     h += "<tr>" + td(tok_html(row.value("token", json()))) + td(fmt_int(count), "num") + td(model) +
          td(corpus.empty() ? "—" : corpus) + "</tr>";
   }
