@@ -1,5 +1,5 @@
-// Training throughput of the attn2l preset in C++ (the step the trainer runs: the hand-written
-// attention-only forward + backward of train/fast_attn_only.h when the model qualifies, else
+// Training throughput of the attn2l and lab presets in C++ (the step the trainer runs: the
+// hand-written forward + backward of train/fast_transformer.h when the model qualifies, else
 // autograd; clip_grad_norm_ + AdamW; random tokens, same batch and context), the autograd step
 // for comparison, and the machine's sgemm FLOP/s for the achieved-vs-peak ratio. bench/bench_train.sh runs this beside bench/bench_train_pytorch.py
 // (the same model in PyTorch eager) and prints medians and ratios. Not a test.
@@ -13,7 +13,7 @@
 #endif
 
 #include "models/hooked_transformer.h"
-#include "train/fast_attn_only.h"
+#include "train/fast_transformer.h"
 #include "train/optimizer.h"
 #include "train/train_config.h"
 
@@ -58,14 +58,14 @@ struct PresetStep {
   }
 };
 
-// fast: what train/trainer.cpp does (FastAttnOnly when supported); !fast: LibTorch autograd.
+// fast: what train/trainer.cpp does (FastTransformer when supported); !fast: LibTorch autograd.
 void train_step_bench(benchmark::State& state, const std::string& preset, bool fast_path) {
   PresetStep st(preset);
   auto& [cfg, model, pt, opt, x, y] = st;
   model->train();
   const int64_t B = cfg.batch_size, T = cfg.model.n_ctx, V = cfg.model.d_vocab;
-  std::unique_ptr<train::FastAttnOnly> fast;
-  if (fast_path && train::FastAttnOnly::supports(model)) fast = std::make_unique<train::FastAttnOnly>(model);
+  std::unique_ptr<train::FastTransformer> fast;
+  if (fast_path && train::FastTransformer::supports(model)) fast = std::make_unique<train::FastTransformer>(model);
   if (fast_path && !fast) state.SkipWithError("the preset's model is not covered by the fast path");
   for (auto _ : state) {
     opt->zero_grad();
@@ -91,13 +91,15 @@ void BM_TrainStep(benchmark::State& state, const std::string& preset) { train_st
 void BM_TrainStepAutograd(benchmark::State& state, const std::string& preset) { train_step_bench(state, preset, false); }
 BENCHMARK_CAPTURE(BM_TrainStep, attn2l, std::string("attn2l"))->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
 BENCHMARK_CAPTURE(BM_TrainStepAutograd, attn2l, std::string("attn2l"))->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_TrainStep, lab, std::string("lab"))->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_TrainStepAutograd, lab, std::string("lab"))->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
 
-// Where the trainer's step goes: range(0) 0 = FastAttnOnly forward + backward only,
+// Where the trainer's step goes: range(0) 0 = FastTransformer forward + backward only,
 // 1 = clip_grad_norm_ + AdamW step only (on the gradients of one real step).
 void BM_TrainStepPiece(benchmark::State& state) {
   PresetStep st("attn2l");
   auto& [cfg, model, pt, opt, x, y] = st;
-  train::FastAttnOnly fast(model);
+  train::FastTransformer fast(model);
   fast.forward_backward(x, y, 1.0);
   for (auto _ : state) {
     if (state.range(0) == 0) {

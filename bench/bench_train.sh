@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
-# attn2l training throughput: C++ (bench_train: the trainer's step, i.e. the hand-written
-# attention-only path of train/fast_attn_only.h, and the LibTorch autograd step) beside PyTorch
-# eager (bench_train_pytorch.py, Debian python3-torch) in the same run, same model, batch,
+# A preset's training throughput (attn2l: attention-only; lab: GPT-2 blocks): C++ (bench_train:
+# the trainer's step, i.e. the hand-written path of train/fast_transformer.h, and the LibTorch
+# autograd step) beside PyTorch eager (bench_train_pytorch.py, Debian python3-torch) in the same run, same model, batch,
 # context and threads; achieved model FLOP/s against the measured sgemm FLOP/s (OpenBLAS via
 # LibTorch, and oneDNN, which the fast path's GEMMs use). The machine is shared: each of the N
 # repetitions runs every measurement once, interleaved, so all see similar load; the table
-# gives medians over repetitions and ratios of medians. Usage: bench/bench_train.sh [threads=1] [reps=5]
+# gives medians over repetitions and ratios of medians.
+# Usage: bench/bench_train.sh [threads=1] [reps=5] [preset=attn2l]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${CIRCUITLAB_BUILD_DIR:-$ROOT/build}"
 THREADS="${1:-1}"
 REPS="${2:-5}"
-export BENCH_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" OMP_WAIT_POLICY=PASSIVE
+PRESET="${3:-attn2l}"
+export BENCH_PRESET="$PRESET" BENCH_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" OMP_WAIT_POLICY=PASSIVE
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 cd "$ROOT"
 for r in $(seq 1 "$REPS"); do
-  "$BUILD_DIR/bench/bench_train" --benchmark_filter='BM_TrainStep/|BM_TrainStepAutograd/|BM_Sgemm/1024|BM_SgemmDnnl/1024' \
+  "$BUILD_DIR/bench/bench_train" --benchmark_filter="BM_TrainStep/$PRESET\$|BM_TrainStepAutograd/$PRESET\$|BM_Sgemm/1024|BM_SgemmDnnl/1024" \
     --benchmark_format=json >"$TMP/cpp_$r.json" 2>/dev/null
   /usr/bin/python3 "$ROOT/bench/bench_train_pytorch.py" 1 3.0 >>"$TMP/py.jsonl"
   echo "repetition $r/$REPS done" >&2
 done
 node -e '
 const fs = require("fs");
-const [dir, reps, threads] = [process.argv[1], +process.argv[2], process.argv[3]];
+const [dir, reps, threads, preset] = [process.argv[1], +process.argv[2], process.argv[3], process.argv[4]];
 let cpp = [];
 for (let r = 1; r <= reps; ++r) cpp = cpp.concat(JSON.parse(fs.readFileSync(`${dir}/cpp_${r}.json`, "utf8")).benchmarks);
 const py = fs.readFileSync(`${dir}/py.jsonl`, "utf8").trim().split("\n").map(l => JSON.parse(l));
@@ -41,9 +43,9 @@ const sgemmB = med(sgB.map(b => b.flops)), sgemmD = sgD.length ? med(sgD.map(b =
 const best = Math.max(sgemmB, isNaN(sgemmD) ? 0 : sgemmD);
 const fastFlops = fastTok * flopPerTok;
 const f = x => x.toFixed(0), g = x => (x / 1e9).toFixed(1), pc = x => (100 * x).toFixed(1) + "%";
-console.log(`| attn2l training, threads ${threads}, ${reps} interleaved reps | median |`);
+console.log(`| ${preset} training, threads ${threads}, ${reps} interleaved reps | median |`);
 console.log("|---|---|");
-console.log(`| C++ trainer step (fast attention-only path) tokens/s | ${f(fastTok)} |`);
+console.log(`| C++ trainer step (hand-written fast path) tokens/s | ${f(fastTok)} |`);
 console.log(`| C++ LibTorch autograd step tokens/s | ${f(autoTok)} |`);
 console.log(`| PyTorch eager tokens/s | ${f(pyTok)} |`);
 console.log(`| **ratio C++ trainer / PyTorch eager** | **${(fastTok / pyTok).toFixed(2)}x** |`);
@@ -57,4 +59,4 @@ if (threads === "1") {
   console.log(`| CPU-time tokens/s: C++ trainer / autograd / PyTorch | ${f(fastCpu)} / ${f(autoCpu)} / ${f(pyCpu)} |`);
   console.log(`| CPU-time ratio C++ trainer / PyTorch eager | ${(fastCpu / pyCpu).toFixed(2)}x |`);
 }
-' "$TMP" "$REPS" "$THREADS"
+' "$TMP" "$REPS" "$THREADS" "$PRESET"

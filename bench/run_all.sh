@@ -17,6 +17,9 @@ section "GPT-2-small-shaped forward, 64 tokens, full cache, beside PyTorch eager
 /usr/bin/python3 "$ROOT/bench/forward_vs_torch.py" --threads 1
 section "attn2l training tokens/s beside PyTorch eager; FLOP/s vs sgemm"
 "$ROOT/bench/bench_train.sh" 1 3
+section "lab preset (GPT-2 blocks) training tokens/s beside PyTorch eager, 1 and 2 threads; FLOP/s vs sgemm"
+"$ROOT/bench/bench_train.sh" 1 3 lab
+"$ROOT/bench/bench_train.sh" 2 3 lab
 section "weight analyses on a GPT-2-small-shaped checkpoint beside TransformerLens-style torch"
 "$ROOT/bench/analysis_side_by_side.sh" "$BUILD_DIR"
 section "lab: run round trip (64 tokens) and 60 s load test"

@@ -2,6 +2,7 @@
 #include "data/vocab_map.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include <nlohmann/json.hpp>
@@ -94,6 +95,27 @@ VocabMap build_top_n_vocab(const std::vector<uint64_t>& counts, int32_t n) {
   std::stable_sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return count(a) > count(b); });
   ids.resize(n);
   return VocabMap(std::move(ids));
+}
+
+OtherBucketUnigram::OtherBucketUnigram(const VocabMap& map, const std::vector<uint64_t>& counts)
+    : nats_(kGpt2Vocab, 0.0) {
+  auto count = [&](int32_t id) -> double {
+    return static_cast<size_t>(id) < counts.size() ? static_cast<double>(counts[id]) : 0.0;
+  };
+  double total = 0, n_other = 0;
+  for (int32_t id = 0; id < kGpt2Vocab; ++id)
+    if (map.to_compact(id) == map.other_id()) {
+      total += count(id);
+      n_other += 1;
+    }
+  for (int32_t id = 0; id < kGpt2Vocab; ++id)
+    if (map.to_compact(id) == map.other_id()) nats_[id] = -std::log((count(id) + 1.0) / (total + n_other));
+}
+
+double OtherBucketUnigram::nats(int32_t gpt2_id) const {
+  if (gpt2_id < 0 || gpt2_id >= kGpt2Vocab)
+    fail("token id " + std::to_string(gpt2_id) + " is outside the GPT-2 vocabulary");
+  return nats_[gpt2_id];
 }
 
 void save_token_counts(const std::string& path, const std::vector<uint64_t>& counts,

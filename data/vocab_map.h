@@ -36,6 +36,22 @@ class VocabMap {
 // [1, 50257].
 VocabMap build_top_n_vocab(const std::vector<uint64_t>& counts, int32_t n);
 
+// Full-vocabulary scoring of a compact model, so that models with different vocabularies
+// compare: a token outside the map is predicted as "other", then inside that bucket by its
+// unigram share of the training counts, add-one smoothed over the GPT-2 ids outside the map
+// (an id never seen in training still costs a finite amount). Per token, in nats:
+//   full = compact + (target is "other" ? −log((count[id] + 1) / (Σ_other count + n_other)) : 0).
+class OtherBucketUnigram {
+ public:
+  // counts[id] over GPT-2 ids (training split).
+  OtherBucketUnigram(const VocabMap& map, const std::vector<uint64_t>& counts);
+  // The extra nats of GPT-2 id `gpt2_id` (0 when it is inside the map).
+  double nats(int32_t gpt2_id) const;
+
+ private:
+  std::vector<double> nats_;  // per GPT-2 id; 0 inside the map
+};
+
 // token_counts.json, written by `circuitlab prepare` next to train.bin:
 //   {"format": "circuitlab-token-counts-v1", "split": "train", "tokens": N, "counts": [50257 ints]}
 void save_token_counts(const std::string& path, const std::vector<uint64_t>& counts,

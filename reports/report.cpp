@@ -85,6 +85,17 @@ std::string model_cards(const std::vector<const RunInputs*>& all) {
     const json* m = last_with(r.metrics, "val_loss");
     return m ? fmt(num(*m, "val_loss"), 4) : fmt(kNaN);
   });
+  // Compact-vocabulary models: their "other" predictions scored over the full GPT-2 vocabulary
+  // (train/trainer.cpp), so models with different vocabularies compare.
+  row("final val loss, full GPT-2 vocabulary", [](const RunInputs& r) {
+    if (const json* m = last_with(r.metrics, "val_loss_full_vocab")) return fmt(num(*m, "val_loss_full_vocab"), 4);
+    const json* m = last_with(r.metrics, "val_loss");
+    return m ? fmt(num(*m, "val_loss"), 4) : fmt(kNaN);
+  });
+  row("val tokens inside the vocabulary", [](const RunInputs& r) {
+    const json* m = last_with(r.metrics, "val_vocab_coverage");
+    return m ? fmt(100 * num(*m, "val_vocab_coverage"), 1) + "%" : std::string("100%");
+  });
   row("analysis loss (full model)", [](const RunInputs& r) {
     auto ti = get(r.analysis, "term_importance");
     return ti ? fmt(num(*ti, "full_loss"), 4) : fmt(kNaN);

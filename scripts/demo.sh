@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The README's main job on the embedded default corpus (called by `./run demo`).
-# Phases: prepare the default corpus -> train attn0l, attn1l, attn2l (+ mlp2l) -> (analyse ->
-# report, added by their issues below) -> a summary of wall times, losses and tokens.
-# Env: CIRCUITLAB_THREADS (training threads, default 1: measured faster than 2 on the shared 2-core machine), CIRCUITLAB_DEMO_PRESETS (space-separated
-# list, default "attn0l attn1l attn2l mlp2l"), CIRCUITLAB_RUNS (default runs/).
+# Phases: prepare the default corpus -> train attn0l, attn1l, attn2l and mlp2l (or the draft `lab`
+# preset, see configs/lab.json) -> analyse -> report -> a summary of wall times, losses and tokens.
+# Env: CIRCUITLAB_THREADS (training threads of the attention-only toys, default 1: the setting
+# their seeds were validated at), CIRCUITLAB_LAB_THREADS (threads of the `lab` preset when listed,
+# default 2), CIRCUITLAB_DEMO_PRESETS (space-separated list, default "attn0l attn1l attn2l mlp2l"),
+# CIRCUITLAB_RUNS (default runs/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${CIRCUITLAB_BUILD_DIR:-$ROOT/build}"
 CL="$BUILD_DIR/apps/circuitlab"
 RUNS="${CIRCUITLAB_RUNS:-$ROOT/runs}"
 THREADS="${CIRCUITLAB_THREADS:-1}"
+LAB_THREADS="${CIRCUITLAB_LAB_THREADS:-2}"
 PRESETS="${CIRCUITLAB_DEMO_PRESETS:-attn0l attn1l attn2l mlp2l}"
+threads_of() { if [ "$1" = lab ]; then echo "$LAB_THREADS"; else echo "$THREADS"; fi; }
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 mkdir -p "$RUNS"
 DEMO_START=$(date +%s)
@@ -27,7 +31,7 @@ phase_end
 # --- train (train layer): one progress bar per run ---
 for preset in $PRESETS; do
   phase_start "train $preset"
-  "$CL" train --preset "$preset" --data "$RUNS/data/default" --out "$RUNS/$preset" --threads "$THREADS"
+  "$CL" train --preset "$preset" --data "$RUNS/data/default" --out "$RUNS/$preset" --threads "$(threads_of "$preset")"
   phase_end
 done
 
@@ -35,7 +39,7 @@ done
 for preset in $PRESETS; do
   phase_start "analyze $preset"
   "$CL" analyze --model "$RUNS/$preset/model" --data "$RUNS/data/default" --out "$RUNS/$preset/analysis.json" \
-    --threads "$THREADS"
+    --threads "$(threads_of "$preset")"
   if [ "$preset" = attn2l ] && [ -d "$RUNS/$preset/snapshots" ]; then
     "$CL" analyze --snapshots "$RUNS/$preset" --data "$RUNS/data/default" --out "$RUNS/$preset/phase_change.json" \
       --threads "$THREADS"
@@ -69,7 +73,9 @@ for preset in $PRESETS; do
     const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
     const f = (x, d) => (x === null || x === undefined) ? "n/a" : Number(x).toFixed(d);
     console.log(`  ${s.name}: ${s.steps} steps, ${(s.tokens / 1e6).toFixed(2)} M tokens, train loss ${f(s.final_train_loss, 3)}, ` +
-                `val loss ${f(s.final_val_loss, 3)}, ${f(s.elapsed_s, 0)} s -> ${process.argv[2]}/model`);
+                `val loss ${f(s.final_val_loss, 3)} (full GPT-2 vocabulary ${f(s.final_val_loss_full_vocab, 3)}, ` +
+                `${f(100 * s.val_vocab_coverage, 1)}% of val tokens in vocabulary), ${s.train_path}, ` +
+                `${f(s.elapsed_s, 0)} s -> ${process.argv[2]}/model`);
   ' "$s" "$RUNS/$preset"
 done
 echo

@@ -28,7 +28,7 @@
 #include "models/model_dir.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
-#include "train/fast_attn_only.h"
+#include "train/fast_transformer.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "train/span_repeat.h"
@@ -104,247 +104,347 @@ void truncate_metrics(const std::string& path, int64_t keep_step) {
 
 }  // namespace
 
-std::optional<data::VocabMap> run_vocab_map(const std::string& data_dir, int d_vocab) {
-  if (d_vocab >= 50257) return std::nullopt;
-  std::vector<uint64_t> counts;
+std::vector<uint64_t> run_token_counts(const std::string& data_dir) {
   const std::string counts_path = data_dir + "/token_counts.json";
-  if (file_exists(counts_path)) {
-    counts = data::load_token_counts(counts_path);
-  } else {
-    counts = data::count_tokens(data::TokenShard(data_dir + "/train.bin"));
-    counts.resize(50257);
-  }
-  return data::build_top_n_vocab(counts, d_vocab - 1);
+  if (file_exists(counts_path)) return data::load_token_counts(counts_path);
+  auto counts = data::count_tokens(data::TokenShard(data_dir + "/train.bin"));
+  counts.resize(50257);
+  return counts;
 }
 
-RunSummary run_training(const TrainConfig& cfg, const RunOptions& opt) {
-  cfg.validate("train config '" + cfg.name + "'");
-  const auto t_start = Clock::now();
-  const torch::Device device = parse_device(opt.device);
-  if (opt.threads < 1) fail("--threads must be >= 1");
-  at::set_num_threads(opt.threads);
-  set_blas_threads(opt.threads);
-  const bool root = opt.rank == 0;
+std::optional<data::VocabMap> run_vocab_map(const std::string& data_dir, int d_vocab) {
+  if (d_vocab >= 50257) return std::nullopt;
+  return data::build_top_n_vocab(run_token_counts(data_dir), d_vocab - 1);
+}
 
-  // --- data ---
-  const std::string train_path = opt.data_dir + "/train.bin", val_path = opt.data_dir + "/val.bin";
+namespace {
+
+// Extra nats per val token when a compact model's "other" predictions are scored over the full
+// GPT-2 vocabulary (data::OtherBucketUnigram), and the share of val targets inside the map, over
+// exactly the targets the eval windows hold (window w: tokens w·T + 1 .. w·T + T).
+struct FullVocabScore {
+  double offset = 0, coverage = 1;
+};
+FullVocabScore full_vocab_score(const data::TokenShard& val, int64_t windows, int64_t T, const data::VocabMap& vmap,
+                                const std::vector<uint64_t>& counts) {
+  const data::OtherBucketUnigram bucket(vmap, counts);
+  double extra = 0;
+  int64_t n = 0, inside = 0;
+  for (int64_t w = 0; w < windows; ++w)
+    for (int64_t t = 1; t <= T; ++t, ++n) {
+      const int32_t id = static_cast<int32_t>(val[static_cast<size_t>(w * T + t)]);
+      extra += bucket.nats(id);
+      inside += vmap.to_compact(id) != vmap.other_id();
+    }
+  return {n > 0 ? extra / static_cast<double>(n) : 0.0, n > 0 ? static_cast<double>(inside) / static_cast<double>(n) : 1.0};
+}
+
+// One training run from its config to its run directory: the steps of run_training.
+class TrainingRun {
+ public:
+  TrainingRun(const TrainConfig& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt), root_(opt.rank == 0) {}
+
+  RunSummary run() {
+    const auto t_start = Clock::now();
+    open_data();
+    build_model();
+    open_run_dir();
+    train_loop();
+    finish();
+    sum_.wall_s = seconds_since(t_start);
+    return sum_;
+  }
+
+ private:
+  const TrainConfig& cfg_;
+  const RunOptions& opt_;
+  const bool root_;
+  torch::Device device_{torch::kCPU};
+  int64_t T_ = 0, micro_b_ = 0;
+  std::optional<data::VocabMap> vmap_;
+  std::unique_ptr<data::BatchSampler> sampler_;
+  std::unique_ptr<data::EvalWindows> eval_windows_;
+  FullVocabScore full_vocab_;
+  SpanRepeat span_repeat_{};
+  std::unique_ptr<DataParallel> dp_;
+  models::HookedTransformer model_{nullptr};
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<torch::optim::AdamW> adamw_;
+  std::unique_ptr<FastTransformer> fast_;
+  std::string out_, ckpt_root_, snap_root_, metrics_path_;
+  std::set<int64_t> snap_set_;
+  TrainerState state_;
+  bool resumed_ = false;
+  std::ofstream metrics_;
+  double last_val_ = NAN, last_train_ = NAN, session_compute_s_ = 0, elapsed_before_ = 0;
+  int64_t start_tokens_ = 0;
+  Clock::time_point session_start_;
+  RunSummary sum_;
+
+  const data::VocabMap* vmap_ptr() const { return vmap_ ? &*vmap_ : nullptr; }
+  void open_data();
+  void build_model();
+  void open_run_dir();
+  void snapshot(int64_t step);
+  void train_loop();
+  double step_gradients();
+  void log_metrics(double lr, double grad_norm, bool evaluated, double& loss_acc, int64_t& loss_n,
+                   int64_t& interval_tokens, double& interval_compute_s);
+  void finish();
+};
+
+void TrainingRun::open_data() {
+  device_ = parse_device(opt_.device);
+  if (opt_.threads < 1) fail("--threads must be >= 1");
+  at::set_num_threads(opt_.threads);
+  set_blas_threads(opt_.threads);
+  const std::string train_path = opt_.data_dir + "/train.bin", val_path = opt_.data_dir + "/val.bin";
   for (const auto& p : {train_path, val_path})
     if (!file_exists(p)) fail(p + " does not exist (run `circuitlab prepare` first, or pass --data <dir>)");
   auto train_shard = std::make_shared<const data::TokenShard>(train_path);
   auto val_shard = std::make_shared<const data::TokenShard>(val_path);
-  const auto vmap = run_vocab_map(opt.data_dir, cfg.model.d_vocab);
-  const int world = opt.world_size;
-  if (cfg.batch_size % (static_cast<int64_t>(world) * cfg.grad_accum) != 0)
-    fail("batch_size " + std::to_string(cfg.batch_size) + " must be a multiple of world size x grad_accum (" +
-         std::to_string(world) + " x " + std::to_string(cfg.grad_accum) + ")");
-  const int64_t micro_b = cfg.batch_size / world / cfg.grad_accum;
-  const int64_t T = cfg.model.n_ctx;
-  data::BatchSampler sampler(train_shard, micro_b, T, cfg.seed, vmap, opt.rank, world);
-  data::EvalWindows eval_windows(val_shard, std::min<int64_t>(32, cfg.eval_windows), T, cfg.eval_windows, vmap);
-  const SpanRepeat span_repeat{cfg.span_repeat_prob, cfg.span_repeat_min_len, cfg.span_repeat_adjacent,
-                               cfg.seed ^ 0x5eedull};
+  vmap_ = run_vocab_map(opt_.data_dir, cfg_.model.d_vocab);
+  const int world = opt_.world_size;
+  if (cfg_.batch_size % (static_cast<int64_t>(world) * cfg_.grad_accum) != 0)
+    fail("batch_size " + std::to_string(cfg_.batch_size) + " must be a multiple of world size x grad_accum (" +
+         std::to_string(world) + " x " + std::to_string(cfg_.grad_accum) + ")");
+  micro_b_ = cfg_.batch_size / world / cfg_.grad_accum;
+  T_ = cfg_.model.n_ctx;
+  sampler_ = std::make_unique<data::BatchSampler>(train_shard, micro_b_, T_, cfg_.seed, vmap_, opt_.rank, world);
+  eval_windows_ = std::make_unique<data::EvalWindows>(val_shard, std::min<int64_t>(32, cfg_.eval_windows), T_,
+                                                      cfg_.eval_windows, vmap_);
+  if (vmap_)
+    full_vocab_ = full_vocab_score(*val_shard, eval_windows_->num_windows(), T_, *vmap_, run_token_counts(opt_.data_dir));
+  span_repeat_ = SpanRepeat{cfg_.span_repeat_prob, cfg_.span_repeat_min_len, cfg_.span_repeat_adjacent,
+                            cfg_.seed ^ 0x5eedull};
+}
 
-  // --- model and optimizer ---
-  std::unique_ptr<DataParallel> dp;
-  if (world > 1) dp = std::make_unique<DataParallel>(opt.rank, world, opt.master);
-  torch::manual_seed(cfg.seed);
-  models::ModelConfig mcfg = cfg.model;
-  mcfg.seed = static_cast<int>(cfg.seed);
-  models::HookedTransformer model(mcfg);
-  if (cfg.pos_init_std > 0) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.seed ^ 0x9051ull);
+void TrainingRun::build_model() {
+  if (opt_.world_size > 1) dp_ = std::make_unique<DataParallel>(opt_.rank, opt_.world_size, opt_.master);
+  torch::manual_seed(cfg_.seed);
+  models::ModelConfig mcfg = cfg_.model;
+  mcfg.seed = static_cast<int>(cfg_.seed);
+  model_ = models::HookedTransformer(mcfg);
+  if (cfg_.pos_init_std > 0) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg_.seed ^ 0x9051ull);
     torch::NoGradGuard ng;
-    model->W_pos().normal_(0.0, cfg.pos_init_std, gen);
+    model_->W_pos().normal_(0.0, cfg_.pos_init_std, gen);
   }
-  model->to(device);
-  model->train();
-  auto params = named_trainable_params(model, cfg.decay_embeddings);
-  std::vector<torch::Tensor> param_tensors;
-  for (auto& p : params) param_tensors.push_back(p.param);
-  auto adamw = make_adamw(params, {cfg.lr, cfg.weight_decay, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.decay_embeddings});
-  const LrSchedule schedule{cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps};
-  if (dp) dp->broadcast_from_root(param_tensors);
-  // Hand-written forward + backward for attention-only CPU models (autograd otherwise).
-  std::unique_ptr<FastAttnOnly> fast;
-  {
-    const char* env = std::getenv("CIRCUITLAB_TRAIN_AUTOGRAD");
-    const bool forced_autograd = env != nullptr && std::string(env) == "1";
-    if (opt.fast_path && !forced_autograd && FastAttnOnly::supports(model)) fast = std::make_unique<FastAttnOnly>(model);
-  }
+  model_->to(device_);
+  model_->train();
+  auto params = named_trainable_params(model_, cfg_.decay_embeddings);
+  for (auto& p : params) params_.push_back(p.param);
+  adamw_ = make_adamw(params, {cfg_.lr, cfg_.weight_decay, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, cfg_.decay_embeddings});
+  if (dp_) dp_->broadcast_from_root(params_);
+  // Hand-written forward + backward for CPU models it covers (autograd otherwise).
+  const char* env = std::getenv("CIRCUITLAB_TRAIN_AUTOGRAD");
+  const bool forced_autograd = env != nullptr && std::string(env) == "1";
+  if (opt_.fast_path && !forced_autograd && FastTransformer::supports(model_))
+    fast_ = std::make_unique<FastTransformer>(model_);
+}
 
-  // --- run directory ---
-  const std::string out = opt.out_dir, ckpt_root = out + "/checkpoints", snap_root = out + "/snapshots";
-  const std::string metrics_path = out + "/metrics.jsonl";
-  TrainerState state;
-  state.sampler = sampler.state();
-  bool resumed = false;
-  if (opt.resume) {
-    if (auto last = latest_checkpoint(ckpt_root)) {
-      const std::string saved_cfg_path = out + "/train_config.json";
+void TrainingRun::open_run_dir() {
+  out_ = opt_.out_dir;
+  ckpt_root_ = out_ + "/checkpoints";
+  snap_root_ = out_ + "/snapshots";
+  metrics_path_ = out_ + "/metrics.jsonl";
+  state_.sampler = sampler_->state();
+  if (opt_.resume) {
+    if (auto last = latest_checkpoint(ckpt_root_)) {
+      const std::string saved_cfg_path = out_ + "/train_config.json";
       if (file_exists(saved_cfg_path)) {
         auto saved = nlohmann::json::parse(read_file(saved_cfg_path), nullptr, false);
-        if (saved.is_discarded() || saved.value("model", nlohmann::json()) != to_json(cfg)["model"])
+        if (saved.is_discarded() || saved.value("model", nlohmann::json()) != to_json(cfg_)["model"])
           fail(saved_cfg_path + ": the run was trained with another model config; resume with the same preset "
                "and overrides, or train into a new --out");
       }
-      state = load_checkpoint(*last, model, *adamw, device);
-      sampler.set_state(state.sampler);
-      resumed = true;
-      if (root && opt.progress) std::fprintf(stderr, "resuming %s from %s\n", cfg.name.c_str(), last->c_str());
-    } else if (root && opt.progress) {
-      std::fprintf(stderr, "no checkpoint in %s: starting %s from step 0\n", ckpt_root.c_str(), cfg.name.c_str());
+      state_ = load_checkpoint(*last, model_, *adamw_, device_);
+      sampler_->set_state(state_.sampler);
+      resumed_ = true;
+      if (root_ && opt_.progress) std::fprintf(stderr, "resuming %s from %s\n", cfg_.name.c_str(), last->c_str());
+    } else if (root_ && opt_.progress) {
+      std::fprintf(stderr, "no checkpoint in %s: starting %s from step 0\n", ckpt_root_.c_str(), cfg_.name.c_str());
     }
   }
-  if (root) {
-    make_dirs(out);
-    if (!resumed) {  // a fresh run replaces what an earlier run left here
-      for (const auto& p : {ckpt_root, snap_root, out + "/model"}) fs::remove_all(p);
-      write_file_atomic(metrics_path, "");
+  if (root_) {
+    make_dirs(out_);
+    if (!resumed_) {  // a fresh run replaces what an earlier run left here
+      for (const auto& p : {ckpt_root_, snap_root_, out_ + "/model"}) fs::remove_all(p);
+      write_file_atomic(metrics_path_, "");
     } else {
-      truncate_metrics(metrics_path, state.step);
+      truncate_metrics(metrics_path_, state_.step);
     }
-    write_file_atomic(out + "/train_config.json", to_json(cfg).dump(2) + "\n");
+    write_file_atomic(out_ + "/train_config.json", to_json(cfg_).dump(2) + "\n");
   }
-  const auto snaps = snapshot_steps(cfg.steps, cfg.snapshots);
-  const std::set<int64_t> snap_set(snaps.begin(), snaps.end());
-  const data::VocabMap* vmap_ptr = vmap ? &*vmap : nullptr;
-  auto snapshot = [&](int64_t step) {
-    if (root && snap_set.count(step)) models::save_model_dir(model, snap_root + "/step_" + std::to_string(step), vmap_ptr);
-  };
-  if (!resumed) snapshot(0);
-  if (dp) dp->barrier();
+  const auto snaps = snapshot_steps(cfg_.steps, cfg_.snapshots);
+  snap_set_ = std::set<int64_t>(snaps.begin(), snaps.end());
+  if (!resumed_) snapshot(0);
+  if (dp_) dp_->barrier();
+  if (root_) {
+    metrics_.open(metrics_path_, std::ios::app);
+    if (!metrics_) fail(metrics_path_ + ": cannot open for appending");
+  }
+}
 
-  std::ofstream metrics;
-  if (root) {
-    metrics.open(metrics_path, std::ios::app);
-    if (!metrics) fail(metrics_path + ": cannot open for appending");
+void TrainingRun::snapshot(int64_t step) {
+  if (root_ && snap_set_.count(step))
+    models::save_model_dir(model_, snap_root_ + "/step_" + std::to_string(step), vmap_ptr());
+}
+
+// One optimizer step's gradients (micro-batches accumulated, all-reduced across ranks); returns
+// the step's mean loss.
+double TrainingRun::step_gradients() {
+  double step_loss = 0;
+  const int world = opt_.world_size;
+  for (int micro = 0; micro < cfg_.grad_accum; ++micro) {
+    const uint64_t batch_index = sampler_->state().batches_drawn;
+    auto [x, y] = sampler_->next();  // [b, T] each
+    if (span_repeat_.prob > 0) {
+      auto windows = torch::cat({x, y.slice(/*dim=*/1, T_ - 1, T_)}, /*dim=*/1);  // [b, T+1]
+      span_repeat_.apply(windows, (batch_index * world + opt_.rank) * static_cast<uint64_t>(micro_b_));
+      x = windows.slice(1, 0, T_);
+      y = windows.slice(1, 1, T_ + 1);
+    }
+    if (fast_) {
+      step_loss += fast_->forward_backward(x, y, 1.0 / cfg_.grad_accum) / cfg_.grad_accum;
+      continue;
+    }
+    auto logits = model_->forward(x.to(device_));  // [b, T, V]
+    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), y.to(device_).reshape({-1}));
+    (loss / cfg_.grad_accum).backward();
+    step_loss += loss.item<double>() / cfg_.grad_accum;
   }
-  const int64_t start_step = state.step, start_tokens = state.tokens;
-  const int64_t tok_per_step = cfg.tokens_per_step();
+  if (dp_) {
+    std::vector<torch::Tensor> grads;
+    for (auto& p : params_)
+      if (p.grad().defined()) grads.push_back(p.mutable_grad());
+    std::vector<double> extras{step_loss};
+    dp_->average(grads, extras);
+    step_loss = extras[0];
+  }
+  return step_loss;
+}
+
+void TrainingRun::train_loop() {
+  const LrSchedule schedule{cfg_.lr, cfg_.min_lr, cfg_.warmup_steps, cfg_.steps};
+  const int64_t start_step = state_.step;
+  start_tokens_ = state_.tokens;
+  const int64_t tok_per_step = cfg_.tokens_per_step();
   std::unique_ptr<ProgressBar> bar;
-  if (root && opt.progress && start_step < cfg.steps)
-    bar = std::make_unique<ProgressBar>("train " + cfg.name, static_cast<double>((cfg.steps - start_step) * tok_per_step), "tok");
-
-  RunSummary sum;
-  double loss_acc = 0, last_val = NAN, last_train = NAN, interval_compute_s = 0;
+  if (root_ && opt_.progress && start_step < cfg_.steps)
+    bar = std::make_unique<ProgressBar>("train " + cfg_.name, static_cast<double>((cfg_.steps - start_step) * tok_per_step), "tok");
+  double loss_acc = 0, interval_compute_s = 0;
   int64_t loss_n = 0, interval_tokens = 0;
-  double session_compute_s = 0;
-  const double elapsed_before = state.elapsed_s;
-  const auto session_start = Clock::now();
-  const int64_t stop_at = opt.stop_after >= 0 ? std::min(cfg.steps, opt.stop_after) : cfg.steps;
+  elapsed_before_ = state_.elapsed_s;
+  session_start_ = Clock::now();
+  const int64_t stop_at = opt_.stop_after >= 0 ? std::min(cfg_.steps, opt_.stop_after) : cfg_.steps;
 
-  while (state.step < stop_at) {
+  while (state_.step < stop_at) {
     const auto t0 = Clock::now();
-    const double lr = schedule.at(state.step);
-    set_lr(*adamw, lr);
-    adamw->zero_grad();
-    double step_loss = 0;
-    for (int micro = 0; micro < cfg.grad_accum; ++micro) {
-      const uint64_t batch_index = sampler.state().batches_drawn;
-      auto [x, y] = sampler.next();  // [b, T] each
-      if (span_repeat.prob > 0) {
-        auto windows = torch::cat({x, y.slice(/*dim=*/1, T - 1, T)}, /*dim=*/1);  // [b, T+1]
-        span_repeat.apply(windows, (batch_index * world + opt.rank) * static_cast<uint64_t>(micro_b));
-        x = windows.slice(1, 0, T);
-        y = windows.slice(1, 1, T + 1);
-      }
-      if (fast) {
-        step_loss += fast->forward_backward(x, y, 1.0 / cfg.grad_accum) / cfg.grad_accum;
-        continue;
-      }
-      auto logits = model->forward(x.to(device));  // [b, T, V]
-      auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), y.to(device).reshape({-1}));
-      (loss / cfg.grad_accum).backward();
-      step_loss += loss.item<double>() / cfg.grad_accum;
-    }
-    if (dp) {
-      std::vector<torch::Tensor> grads;
-      for (auto& p : param_tensors)
-        if (p.grad().defined()) grads.push_back(p.mutable_grad());
-      std::vector<double> extras{step_loss};
-      dp->average(grads, extras);
-      step_loss = extras[0];
-    }
+    const double lr = schedule.at(state_.step);
+    set_lr(*adamw_, lr);
+    adamw_->zero_grad();
+    const double step_loss = step_gradients();
     double grad_norm;
-    if (cfg.grad_clip > 0) {
-      grad_norm = torch::nn::utils::clip_grad_norm_(param_tensors, cfg.grad_clip);
+    if (cfg_.grad_clip > 0) {
+      grad_norm = torch::nn::utils::clip_grad_norm_(params_, cfg_.grad_clip);
     } else {
       double sq = 0;
-      for (auto& p : param_tensors)
+      for (auto& p : params_)
         if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
       grad_norm = std::sqrt(sq);
     }
-    adamw->step();
-    state.step += 1;
-    state.tokens += tok_per_step;
+    adamw_->step();
+    state_.step += 1;
+    state_.tokens += tok_per_step;
     const double dt = seconds_since(t0);
     interval_compute_s += dt;
-    session_compute_s += dt;
+    session_compute_s_ += dt;
     interval_tokens += tok_per_step;
     loss_acc += step_loss;
     loss_n += 1;
-    if (!std::isfinite(step_loss)) fail("training diverged at step " + std::to_string(state.step) + " (loss is " +
+    if (!std::isfinite(step_loss)) fail("training diverged at step " + std::to_string(state_.step) + " (loss is " +
                                         std::to_string(step_loss) + "); lower lr or raise warmup_steps");
 
-    const bool last = state.step == cfg.steps;
-    const bool do_eval = root && (last || (cfg.eval_every > 0 && state.step % cfg.eval_every == 0));
-    const bool do_log = root && (do_eval || state.step % cfg.log_every == 0 || state.step == stop_at);
-    if (do_eval) last_val = evaluate(model, eval_windows, device);
-    if (do_log) {
-      last_train = loss_acc / static_cast<double>(loss_n);
-      const double tps = interval_compute_s > 0 ? interval_tokens / interval_compute_s : 0;
-      nlohmann::json m = {{"step", state.step},
-                          {"tokens", state.tokens},
-                          {"train_loss", num_or_null(last_train)},
-                          {"val_loss", do_eval ? num_or_null(last_val) : nlohmann::json(nullptr)},
-                          {"lr", lr},
-                          {"grad_norm", num_or_null(grad_norm)},
-                          {"tokens_per_s", tps},
-                          {"elapsed_s", elapsed_before + seconds_since(session_start)}};
-      metrics << m.dump() << "\n";
-      metrics.flush();
-      loss_acc = 0;
-      loss_n = 0;
-      interval_tokens = 0;
-      interval_compute_s = 0;
-    }
-    snapshot(state.step);
+    const bool last = state_.step == cfg_.steps;
+    const bool do_eval = root_ && (last || (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0));
+    const bool do_log = root_ && (do_eval || state_.step % cfg_.log_every == 0 || state_.step == stop_at);
+    if (do_eval) last_val_ = evaluate(model_, *eval_windows_, device_);
+    if (do_log) log_metrics(lr, grad_norm, do_eval, loss_acc, loss_n, interval_tokens, interval_compute_s);
+    snapshot(state_.step);
     if (bar)
-      bar->update(static_cast<double>(state.tokens - start_tokens),
-                  "loss " + fmt("%.3f", std::isfinite(last_train) ? last_train : step_loss) +
-                      (std::isfinite(last_val) ? " val " + fmt("%.3f", last_val) : "") + " lr " + fmt("%.1e", lr));
-    const bool do_ckpt = last || state.step == stop_at || (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0);
+      bar->update(static_cast<double>(state_.tokens - start_tokens_),
+                  "loss " + fmt("%.3f", std::isfinite(last_train_) ? last_train_ : step_loss) +
+                      (std::isfinite(last_val_) ? " val " + fmt("%.3f", last_val_) : "") + " lr " + fmt("%.1e", lr));
+    const bool do_ckpt = last || state_.step == stop_at || (cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0);
     if (do_ckpt) {
-      state.sampler = sampler.state();
-      state.elapsed_s = elapsed_before + seconds_since(session_start);
-      if (root) save_checkpoint(ckpt_root, state, model, *adamw, vmap_ptr, cfg.keep_checkpoints);
+      state_.sampler = sampler_->state();
+      state_.elapsed_s = elapsed_before_ + seconds_since(session_start_);
+      if (root_) save_checkpoint(ckpt_root_, state_, model_, *adamw_, vmap_ptr(), cfg_.keep_checkpoints);
     }
-  }
-  if (dp) dp->barrier();
-  if (root && state.step == cfg.steps) {
-    models::save_model_dir(model, out + "/model", vmap_ptr);
-    nlohmann::json s = {{"name", cfg.name},
-                        {"steps", state.step},
-                        {"tokens", state.tokens},
-                        {"final_train_loss", num_or_null(last_train)},
-                        {"final_val_loss", num_or_null(last_val)},
-                        {"elapsed_s", elapsed_before + seconds_since(session_start)},
-                        {"world_size", world},
-                        {"device", opt.device},
-                        {"train_path", fast ? "fast_attn_only" : "autograd"},
-                        {"threads", opt.threads}};
-    write_file_atomic(out + "/summary.json", s.dump(2) + "\n");
   }
   if (bar)
-    bar->finish("loss " + fmt("%.3f", last_train) + (std::isfinite(last_val) ? " val " + fmt("%.3f", last_val) : ""));
-  sum.steps = state.step;
-  sum.tokens = state.tokens;
-  sum.train_loss = last_train;
-  sum.val_loss = last_val;
-  sum.wall_s = seconds_since(t_start);
-  sum.elapsed_s = elapsed_before + seconds_since(session_start);
-  sum.tokens_per_s = session_compute_s > 0 ? (state.tokens - start_tokens) / session_compute_s : 0;
-  return sum;
+    bar->finish("loss " + fmt("%.3f", last_train_) + (std::isfinite(last_val_) ? " val " + fmt("%.3f", last_val_) : ""));
+}
+
+void TrainingRun::log_metrics(double lr, double grad_norm, bool evaluated, double& loss_acc, int64_t& loss_n,
+                              int64_t& interval_tokens, double& interval_compute_s) {
+  last_train_ = loss_acc / static_cast<double>(loss_n);
+  const double tps = interval_compute_s > 0 ? interval_tokens / interval_compute_s : 0;
+  nlohmann::json m = {{"step", state_.step},
+                      {"tokens", state_.tokens},
+                      {"train_loss", num_or_null(last_train_)},
+                      {"val_loss", evaluated ? num_or_null(last_val_) : nlohmann::json(nullptr)},
+                      {"lr", lr},
+                      {"grad_norm", num_or_null(grad_norm)},
+                      {"tokens_per_s", tps},
+                      {"elapsed_s", elapsed_before_ + seconds_since(session_start_)}};
+  if (evaluated && vmap_) {  // compact vocabulary: the loss over the full GPT-2 vocabulary beside it
+    m["val_loss_full_vocab"] = num_or_null(last_val_ + full_vocab_.offset);
+    m["val_vocab_coverage"] = full_vocab_.coverage;
+  }
+  metrics_ << m.dump() << "\n";
+  metrics_.flush();
+  loss_acc = 0;
+  loss_n = 0;
+  interval_tokens = 0;
+  interval_compute_s = 0;
+}
+
+void TrainingRun::finish() {
+  if (dp_) dp_->barrier();
+  if (root_ && state_.step == cfg_.steps) {
+    models::save_model_dir(model_, out_ + "/model", vmap_ptr());
+    nlohmann::json s = {{"name", cfg_.name},
+                        {"steps", state_.step},
+                        {"tokens", state_.tokens},
+                        {"final_train_loss", num_or_null(last_train_)},
+                        {"final_val_loss", num_or_null(last_val_)},
+                        // Full GPT-2 vocabulary (data::OtherBucketUnigram): equals final_val_loss
+                        // for full-vocabulary models.
+                        {"final_val_loss_full_vocab", num_or_null(last_val_ + full_vocab_.offset)},
+                        {"val_vocab_coverage", full_vocab_.coverage},
+                        {"elapsed_s", elapsed_before_ + seconds_since(session_start_)},
+                        {"world_size", opt_.world_size},
+                        {"device", opt_.device},
+                        {"train_path", fast_ ? fast_->path_name() : "autograd"},
+                        {"threads", opt_.threads}};
+    write_file_atomic(out_ + "/summary.json", s.dump(2) + "\n");
+  }
+  sum_.steps = state_.step;
+  sum_.tokens = state_.tokens;
+  sum_.train_loss = last_train_;
+  sum_.val_loss = last_val_;
+  sum_.val_loss_full_vocab = last_val_ + full_vocab_.offset;
+  sum_.elapsed_s = elapsed_before_ + seconds_since(session_start_);
+  sum_.tokens_per_s = session_compute_s_ > 0 ? (state_.tokens - start_tokens_) / session_compute_s_ : 0;
+}
+
+}  // namespace
+
+RunSummary run_training(const TrainConfig& cfg, const RunOptions& opt) {
+  cfg.validate("train config '" + cfg.name + "'");
+  return TrainingRun(cfg, opt).run();
 }
 
 }  // namespace circuitlab::train

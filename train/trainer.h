@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "data/vocab_map.h"
 #include "train/train_config.h"
@@ -23,7 +24,7 @@ struct RunOptions {
   bool progress = true;   // progress bar on stderr (rank 0)
   int64_t stop_after = -1;  // stop (after checkpointing) once this many steps are done; tests
   // Attention-only CPU models train through the hand-written forward + backward of
-  // train/fast_attn_only.h (same math, ~2x faster); false forces LibTorch autograd.
+  // train/fast_transformer.h (same math, ~2x faster); false forces LibTorch autograd.
   // Env CIRCUITLAB_TRAIN_AUTOGRAD=1 does the same without a code change.
   bool fast_path = true;
 };
@@ -31,6 +32,7 @@ struct RunOptions {
 struct RunSummary {
   int64_t steps = 0, tokens = 0;
   double train_loss = 0, val_loss = 0;  // last logged values
+  double val_loss_full_vocab = 0;       // val_loss over the full GPT-2 vocabulary (summary.json)
   double wall_s = 0;                    // this invocation
   double elapsed_s = 0;                 // whole run, across resumes
   double tokens_per_s = 0;              // training throughput of this invocation
@@ -41,5 +43,7 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opt);
 // Default data and vocabulary glue, shared with tests and benches: the compact vocabulary a
 // run of `d_vocab` uses on `data_dir` (nullopt for the full GPT-2 vocabulary).
 std::optional<data::VocabMap> run_vocab_map(const std::string& data_dir, int d_vocab);
+// Training-split GPT-2 token counts of `data_dir` (token_counts.json, else counted): [50257].
+std::vector<uint64_t> run_token_counts(const std::string& data_dir);
 
 }  // namespace circuitlab::train

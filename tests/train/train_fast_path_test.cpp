@@ -1,7 +1,8 @@
-// The hand-written attention-only training path (train/fast_attn_only.h) against autograd
-// through HookedTransformer::forward + cross_entropy: loss, every gradient, gradient
-// accumulation and one full clip + AdamW step, for shortformer and standard positions,
-// with/without biases, 0/1/2 layers, several logits chunks, saturated logits; fp32 and fp64.
+// The hand-written training path (train/fast_transformer.h) against autograd through
+// HookedTransformer::forward + cross_entropy: loss, every gradient, gradient accumulation and
+// one full clip + AdamW step, for attention-only toys (shortformer and standard positions,
+// with/without biases, 0/1/2 layers, several logits chunks, saturated logits) and GPT-2 blocks
+// (LayerNorm + GELU/ReLU MLP, tied and untied unembedding, both position kinds); fp32 and fp64.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +14,7 @@
 #include "core/error.h"
 #include "models/hooked_transformer.h"
 #include "tests/common/all_close.h"
-#include "train/fast_attn_only.h"
+#include "train/fast_transformer.h"
 #include "train/optimizer.h"
 
 namespace circuitlab::train {
@@ -32,6 +33,13 @@ struct Case {
   bool shortformer, bias;
   int d_vocab = 40, b = 3, T = 7, n_ctx = 8;
   double wu_scale = 1.0;  // > 1 saturates the softmax (target probabilities underflow)
+  // GPT-2 blocks: LayerNorm, MLP (d_mlp 4·d_model), unembedding tied to the embedding.
+  bool ln = false, mlp = false, tied = false;
+  std::string act = "gelu_new";
+  // Std of the random weights. 0.4 makes O(1) activations in these 16-wide toys; MLPs without
+  // LayerNorm grow the residual ~5x a block at 0.4, so the fp32 comparison of two summation
+  // orders would test rounding of values in the tens, not the math: that case uses 0.2.
+  double std = 0.4;
 };
 
 models::ModelConfig config_of(const Case& c) {
@@ -42,8 +50,10 @@ models::ModelConfig config_of(const Case& c) {
   m.d_head = 8;
   m.n_ctx = c.n_ctx;
   m.d_vocab = c.d_vocab;
-  m.attn_only = true;
-  m.normalization_type = "";
+  m.attn_only = !c.mlp;
+  m.normalization_type = c.ln ? models::Normalization::LN : models::Normalization::None;
+  m.act_fn = c.act;
+  m.tied_unembed = c.tied;
   m.positional_embedding_type = c.shortformer ? "shortformer" : "standard";
   m.use_bias = c.bias;
   m.seed = 5;
@@ -57,7 +67,7 @@ std::pair<models::HookedTransformer, models::HookedTransformer> twin_models(cons
     torch::NoGradGuard ng;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(17);
     for (auto& [name, t] : a->state_dict()) {
-      t.normal_(0.0, 0.4, gen);
+      t.normal_(0.0, c.std, gen);
       if (name == "unembed.W_U") t.mul_(c.wu_scale);
     }
   }
@@ -84,8 +94,10 @@ void check_case(const Case& c, torch::Dtype dt) {
   SCOPED_TRACE(c.name + (dt == torch::kDouble ? " fp64" : " fp32"));
   const double rtol = dt == torch::kDouble ? kF64Rtol : kF32Rtol, atol = dt == torch::kDouble ? kF64Atol : kF32Atol;
   auto [ref, fast_model] = twin_models(c, dt);
-  ASSERT_TRUE(FastAttnOnly::supports(fast_model));
-  FastAttnOnly fast(fast_model);
+  std::string why;
+  ASSERT_TRUE(FastTransformer::supports(fast_model, &why)) << why;
+  FastTransformer fast(fast_model);
+  EXPECT_STREQ(fast.path_name(), c.ln || c.mlp ? "fast_gpt2_blocks" : "fast_attn_only");
   torch::manual_seed(3);
   // Two micro-batches accumulated with scale 1/2 each (as grad_accum 2 in the trainer).
   for (int micro = 0; micro < 2; ++micro) {
@@ -141,31 +153,58 @@ const Case kCases[] = {
     {"standard_bias_2l_saturated", 2, false, true, 40, 3, 7, 8, 60.0},
 };
 
-TEST(FastAttnOnly, MatchesAutogradFp32) {
+// GPT-2 blocks: {name, layers, shortformer, bias, d_vocab, b, T, n_ctx, wu_scale, ln, mlp, tied, act}.
+const Case kBlockCases[] = {
+    {"gpt2_standard_untied_2l", 2, false, true, 40, 3, 7, 8, 1.0, true, true, false},
+    {"gpt2_standard_tied_2l", 2, false, true, 40, 3, 7, 8, 1.0, true, true, true},
+    {"gpt2_shortformer_untied_2l", 2, true, true, 40, 3, 7, 8, 1.0, true, true, false},
+    {"gpt2_shortformer_tied_1l", 1, true, true, 40, 3, 7, 8, 1.0, true, true, true},
+    {"gpt2_standard_nobias_2l", 2, false, false, 40, 3, 7, 8, 1.0, true, true, false},
+    {"gpt2_gelu_erf_1l", 1, false, true, 40, 2, 5, 8, 1.0, true, true, false, "gelu"},
+    {"gpt2_relu_1l", 1, false, true, 40, 2, 5, 8, 1.0, true, true, false, "relu"},
+    {"ln_attn_only_2l", 2, true, true, 40, 3, 7, 8, 1.0, true, false, false},
+    {"mlp_no_ln_2l", 2, false, true, 40, 3, 7, 8, 1.0, false, true, false, "gelu_new", 0.2},
+    {"gpt2_standard_0l", 0, false, true, 40, 3, 7, 8, 1.0, true, true, false},
+    // V 8192: several logits chunks, the last partial; T = n_ctx.
+    {"gpt2_standard_untied_2l_chunks", 2, false, true, 8192, 5, 16, 16, 1.0, true, true, false},
+    {"gpt2_standard_tied_2l_chunks", 2, false, true, 8192, 5, 16, 16, 1.0, true, true, true},
+};
+
+TEST(FastTransformer, AttnOnlyMatchesAutogradFp32) {
   for (const auto& c : kCases) check_case(c, torch::kFloat);
 }
 
-TEST(FastAttnOnly, MatchesAutogradFp64) {
+TEST(FastTransformer, AttnOnlyMatchesAutogradFp64) {
   for (const auto& c : kCases) check_case(c, torch::kDouble);
 }
 
-TEST(FastAttnOnly, RefusesWhatItDoesNotCover) {
-  Case c{"ln", 1, true, true};
-  auto m = config_of(c);
-  m.normalization_type = "LN";
-  std::string why;
-  EXPECT_FALSE(FastAttnOnly::supports(models::HookedTransformer(m), &why));
-  EXPECT_NE(why.find("normalization"), std::string::npos) << why;
-  m.normalization_type = "";
-  m.attn_only = false;
-  EXPECT_FALSE(FastAttnOnly::supports(models::HookedTransformer(m), &why));
-  EXPECT_THROW(FastAttnOnly{models::HookedTransformer(m)}, Error);
+TEST(FastTransformer, Gpt2BlocksMatchAutogradFp32) {
+  for (const auto& c : kBlockCases) check_case(c, torch::kFloat);
 }
 
-TEST(FastAttnOnly, RejectsOutOfRangeTokens) {
+TEST(FastTransformer, Gpt2BlocksMatchAutogradFp64) {
+  for (const auto& c : kBlockCases) check_case(c, torch::kDouble);
+}
+
+TEST(FastTransformer, RefusesWhatItDoesNotCover) {
+  Case c{"mlp", 1, true, true};
+  c.ln = c.mlp = true;
+  std::string why;
+  models::HookedTransformer half(config_of(c));
+  half->to(torch::kHalf);
+  EXPECT_FALSE(FastTransformer::supports(half, &why));
+  EXPECT_NE(why.find("dtype"), std::string::npos) << why;
+  EXPECT_THROW(FastTransformer{half}, Error);
+  models::HookedTransformer frozen(config_of(c));
+  frozen->W_E().set_requires_grad(false);
+  EXPECT_FALSE(FastTransformer::supports(frozen, &why));
+  EXPECT_NE(why.find("frozen"), std::string::npos) << why;
+}
+
+TEST(FastTransformer, RejectsOutOfRangeTokens) {
   Case c{"range", 1, true, true};
   models::HookedTransformer m(config_of(c));
-  FastAttnOnly fast(m);
+  FastTransformer fast(m);
   auto x = torch::zeros({2, 4}, torch::kInt64), y = torch::zeros({2, 4}, torch::kInt64);
   x[1][2] = c.d_vocab;
   EXPECT_THROW(fast.forward_backward(x, y), Error);
