@@ -18,7 +18,7 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 cd "$ROOT"
 for r in $(seq 1 "$REPS"); do
-  "$BUILD_DIR/bench/bench_train" --benchmark_filter="BM_TrainStep/$PRESET\$|BM_TrainStepAutograd/$PRESET\$|BM_Sgemm/1024|BM_SgemmDnnl/1024" \
+  "$BUILD_DIR/bench/bench_train" --benchmark_filter="BM_TrainStep/$PRESET/|BM_TrainStepAutograd/$PRESET/|BM_Sgemm/1024|BM_SgemmDnnl/1024" \
     --benchmark_format=json >"$TMP/cpp_$r.json" 2>/dev/null
   /usr/bin/python3 "$ROOT/bench/bench_train_pytorch.py" 1 3.0 >>"$TMP/py.jsonl"
   echo "repetition $r/$REPS done" >&2
