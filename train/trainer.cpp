@@ -113,7 +113,7 @@ std::vector<uint64_t> run_token_counts(const std::string& data_dir) {
 }
 
 std::optional<data::VocabMap> run_vocab_map(const std::string& data_dir, int d_vocab) {
-  if (d_vocab >= 50257) return std::nullopt;
+  if (d_vocab >= 50257) return std::nullopt;  // as TrainingRun::open_data
   return data::build_top_n_vocab(run_token_counts(data_dir), d_vocab - 1);
 }
 
@@ -203,7 +203,13 @@ void TrainingRun::open_data() {
     if (!file_exists(p)) fail(p + " does not exist (run `circuitlab prepare` first, or pass --data <dir>)");
   auto train_shard = std::make_shared<const data::TokenShard>(train_path);
   auto val_shard = std::make_shared<const data::TokenShard>(val_path);
-  vmap_ = run_vocab_map(opt_.data_dir, cfg_.model.d_vocab);
+  // Training counts, read (or counted over train.bin) once: they pick the compact vocabulary
+  // and score its "other" bucket.
+  std::vector<uint64_t> counts;
+  if (cfg_.model.d_vocab < 50257) {
+    counts = run_token_counts(opt_.data_dir);
+    vmap_ = data::build_top_n_vocab(counts, cfg_.model.d_vocab - 1);
+  }
   const int world = opt_.world_size;
   if (cfg_.batch_size % (static_cast<int64_t>(world) * cfg_.grad_accum) != 0)
     fail("batch_size " + std::to_string(cfg_.batch_size) + " must be a multiple of world size x grad_accum (" +
@@ -214,7 +220,7 @@ void TrainingRun::open_data() {
   eval_windows_ = std::make_unique<data::EvalWindows>(val_shard, std::min<int64_t>(32, cfg_.eval_windows), T_,
                                                       cfg_.eval_windows, vmap_);
   if (vmap_)
-    full_vocab_ = full_vocab_score(*val_shard, eval_windows_->num_windows(), T_, *vmap_, run_token_counts(opt_.data_dir));
+    full_vocab_ = full_vocab_score(*val_shard, eval_windows_->num_windows(), T_, *vmap_, counts);
   span_repeat_ = SpanRepeat{cfg_.span_repeat_prob, cfg_.span_repeat_min_len, cfg_.span_repeat_adjacent,
                             cfg_.seed ^ 0x5eedull};
 }
