@@ -190,7 +190,7 @@ void FastTransformer::Impl::alloc(int64_t b_, int64_t T_) {
   dresid = rows(D);
   dtmp = rows(D);
   if (ln) dxf = rows(D);
-  dpos_rows = rows(D);
+  if (shortformer) dpos_rows = rows(D);
   dP = torch::empty({b * H, T, T}, o);
   dS = torch::empty({b * H, T, T}, o);
   dz = rows(HD);
