@@ -11,6 +11,7 @@
 #include "apps/fetch_gpt2.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "data/token_namer.h"
 #include "data/tokenizer.h"
 #include "models/model_dir.h"
 
@@ -143,11 +144,11 @@ void register_model_commands(CLI::App& app) {
       std::printf("\nlogits [%lld, %lld]%s%s\ntop-5 next tokens after position %lld:\n",
                   static_cast<long long>(logits.size(0)), static_cast<long long>(logits.size(1)),
                   o->npy.empty() ? "" : " -> ", o->npy.c_str(), static_cast<long long>(logits.size(0) - 1));
+      const data::TokenNamer namer(&tok, lm.vocab_map ? &*lm.vocab_map : nullptr);
       for (int64_t i = 0; i < std::get<1>(top).size(0); ++i) {
         int64_t id = std::get<1>(top)[i].item<int64_t>();
-        int64_t gid = id;
-        if (lm.vocab_map) gid = id == lm.vocab_map->other_id() ? -1 : lm.vocab_map->to_gpt2(static_cast<int32_t>(id));
-        std::string s = gid < 0 ? "<other>" : (gid < tok.vocab_size() ? quote(tok.token_str(static_cast<int32_t>(gid))) : "<id>");
+        const int64_t gid = namer.gpt2_id(id);
+        const std::string s = gid < 0 ? data::kOtherTokenStr : quote(namer.str(id));
         std::printf("  %d. %-20s id %-6lld p=%.4f logit=%.4f\n", static_cast<int>(i + 1), s.c_str(),
                     static_cast<long long>(gid), std::get<0>(top)[i].item<double>(), last[id].item<double>());
       }

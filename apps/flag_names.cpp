@@ -12,7 +12,9 @@ const std::vector<std::pair<std::string, std::string>>& flags() {
   static const std::vector<std::pair<std::string, std::string>> table = {
       {"val_fraction", "--val-fraction"}, {"out_dir", "--out"},   {"out", "--out"},
       {"format", "--format"},             {"world_size", "--world-size"}, {"rank", "--rank"},
-      {"master", "--master"},             {"runs", "--runs"},     {"gpt2", "--gpt2"}};
+      {"master", "--master"},             {"runs", "--runs"},     {"gpt2", "--gpt2"},
+      {"device", "--device"},             {"threads", "--threads"}, {"data_dir", "--data"},
+      {"no_svg", "--no-svg"}};
   return table;
 }
 }  // namespace

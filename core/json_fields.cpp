@@ -31,8 +31,8 @@ int64_t to_int64(const json& v, const std::string& where, const std::string& key
                                 std::to_string(lo) + ", " + std::to_string(hi) + "]), got " + v.dump());
   };
   if (v.is_number_unsigned()) {
-    const uint64_t u = v.get<uint64_t>();
-    if (u > static_cast<uint64_t>(hi)) out_of_range();
+    const uint64_t u = v.get<uint64_t>();  // 0 parses as unsigned: lo > 0 must reject it too
+    if ((hi < 0 || u > static_cast<uint64_t>(hi)) || static_cast<int64_t>(u) < lo) out_of_range();
     return static_cast<int64_t>(u);
   }
   if (v.is_number_integer()) {

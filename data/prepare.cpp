@@ -30,6 +30,47 @@ std::string fmt_count(uint64_t n) {
   return s;
 }
 
+struct PerSource { uint64_t documents = 0, tokens = 0, text_bytes = 0; };
+
+// meta.json of a prepared directory: format, tokenizer, per-source counts, split rule.
+nlohmann::json shards_meta(const PrepareOptions& opts, const Tokenizer& tok, const std::vector<CorpusSource>& sources,
+                           const std::vector<uint64_t>& source_input, const std::vector<PerSource>& per,
+                           const PrepareStats& st) {
+  nlohmann::json meta;
+  meta["format"] = "circuitlab-shards-v1";
+  meta["layout"] = "nanogpt";
+  meta["dtype"] = "uint16";
+  meta["byte_order"] = "little";
+  meta["tokenizer"] = {{"name", "gpt2"},
+                       {"vocab_size", tok.vocab_size()},
+                       {"eot", kEndOfText},
+                       {"eot_placement", "after each document"},
+                       {"special_tokens", "plain text (encode_ordinary)"},
+                       {"files", opts.tokenizer_dir.empty() ? assets_dir() + "/tokenizer" : opts.tokenizer_dir}};
+  nlohmann::json srcs = nlohmann::json::array();
+  for (size_t i = 0; i < sources.size(); ++i)
+    srcs.push_back({{"path", sources[i].path},
+                    {"kind", source_kind_name(sources[i].kind)},
+                    {"input_bytes", source_input[i]},
+                    {"documents", per[i].documents},
+                    {"text_bytes", per[i].text_bytes},
+                    {"tokens", per[i].tokens}});
+  meta["sources"] = srcs;
+  meta["documents"] = {{"train", st.documents_train}, {"val", st.documents_val},
+                       {"total", st.documents_train + st.documents_val}, {"empty_skipped", st.documents_empty}};
+  meta["tokens"] = {{"train", st.tokens_train}, {"val", st.tokens_val},
+                    {"total", st.tokens_train + st.tokens_val}};
+  meta["text_bytes"] = st.text_bytes;
+  meta["split"] = {{"unit", "document"},
+                   {"val_fraction", opts.val_fraction},
+                   {"seed", opts.seed},
+                   {"rule", "val iff splitmix64(seed ^ splitmix64(doc_index)) / 2^64 < val_fraction; "
+                            "last document to val if none landed there"}};
+  meta["files"] = {{"train", "train.bin"}, {"val", "val.bin"}, {"token_counts", "token_counts.json"}};
+  meta["seconds"] = st.seconds;
+  return meta;
+}
+
 }  // namespace
 
 bool is_val_document(uint64_t index, uint64_t seed, double val_fraction) {
@@ -63,7 +104,6 @@ PrepareStats prepare_corpus(const PrepareOptions& opts) {
   try {
     ShardWriter train(out + "/train.bin"), val(out + "/val.bin");
     std::vector<uint64_t> counts(65536, 0);
-    struct PerSource { uint64_t documents = 0, tokens = 0, text_bytes = 0; };
     std::vector<PerSource> per(sources.size());
     std::optional<ProgressBar> bar;
     if (opts.progress) bar.emplace("prepare", static_cast<double>(total_bytes), "MB", 1e6);
@@ -150,39 +190,7 @@ PrepareStats prepare_corpus(const PrepareOptions& opts) {
     st.input_bytes = total_bytes;
     st.seconds = bar ? bar->elapsed_s() : 0;
 
-    nlohmann::json meta;
-    meta["format"] = "circuitlab-shards-v1";
-    meta["layout"] = "nanogpt";
-    meta["dtype"] = "uint16";
-    meta["byte_order"] = "little";
-    meta["tokenizer"] = {{"name", "gpt2"},
-                         {"vocab_size", tok.vocab_size()},
-                         {"eot", kEndOfText},
-                         {"eot_placement", "after each document"},
-                         {"special_tokens", "plain text (encode_ordinary)"},
-                         {"files", opts.tokenizer_dir.empty() ? assets_dir() + "/tokenizer" : opts.tokenizer_dir}};
-    nlohmann::json srcs = nlohmann::json::array();
-    for (size_t i = 0; i < sources.size(); ++i)
-      srcs.push_back({{"path", sources[i].path},
-                      {"kind", source_kind_name(sources[i].kind)},
-                      {"input_bytes", source_input[i]},
-                      {"documents", per[i].documents},
-                      {"text_bytes", per[i].text_bytes},
-                      {"tokens", per[i].tokens}});
-    meta["sources"] = srcs;
-    meta["documents"] = {{"train", st.documents_train}, {"val", st.documents_val},
-                         {"total", docs}, {"empty_skipped", st.documents_empty}};
-    meta["tokens"] = {{"train", st.tokens_train}, {"val", st.tokens_val},
-                      {"total", st.tokens_train + st.tokens_val}};
-    meta["text_bytes"] = st.text_bytes;
-    meta["split"] = {{"unit", "document"},
-                     {"val_fraction", opts.val_fraction},
-                     {"seed", opts.seed},
-                     {"rule", "val iff splitmix64(seed ^ splitmix64(doc_index)) / 2^64 < val_fraction; "
-                              "last document to val if none landed there"}};
-    meta["files"] = {{"train", "train.bin"}, {"val", "val.bin"}, {"token_counts", "token_counts.json"}};
-    meta["seconds"] = st.seconds;
-    write_file_atomic(out + "/meta.json", meta.dump(2) + "\n");
+    write_file_atomic(out + "/meta.json", shards_meta(opts, tok, sources, source_input, per, st).dump(2) + "\n");
   } catch (...) {
     if (created_dir) ::rmdir(out.c_str());  // only succeeds when empty
     throw;

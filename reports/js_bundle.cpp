@@ -82,7 +82,7 @@ JsBundle find_or_build_bundle(const std::string& scratch_dir) {
 
 void run_svg_export(const JsBundle& bundle, const std::string& specs_json, const std::string& out_dir) {
   int rc = run_process({"node", bundle.export_svg, specs_json, out_dir});
-  if (rc == -1) fail("node: not found on PATH; it renders the SVG figures (run `./run setup`, or pass --no-svg)");
+  if (rc == -1) fail("node: not found on PATH; it renders the SVG figures (run `./run setup`, or skip them: `no_svg`)");
   if (rc != 0) fail(specs_json + ": SVG export failed (node exit " + std::to_string(rc) + ")");
 }
 

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/json_fields.h"
 #include "reports/analysis_schema.h"
 
 namespace circuitlab::reports {
@@ -13,30 +14,12 @@ namespace {
 
 using nlohmann::json;
 
-json parse_json_file(const std::string& path) {
-  std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
-}
+json parse_json_file(const std::string& path) { return json_fields::parse_file(path); }
 
 std::string base_name(std::string dir) {
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   auto slash = dir.find_last_of('/');
   return slash == std::string::npos ? dir : dir.substr(slash + 1);
-}
-
-int int_field(const json& cfg, std::initializer_list<const char*> keys, const std::string& where,
-              bool required) {
-  for (const char* k : keys) {
-    auto it = cfg.find(k);
-    if (it != cfg.end() && it->is_number_integer()) return it->get<int>();
-  }
-  if (required)
-    fail(where + ": field \"" + std::string(*keys.begin()) + "\" missing or not an integer");
-  return 0;
 }
 
 std::vector<json> read_jsonl(const std::string& path) {
@@ -65,18 +48,17 @@ std::vector<json> read_jsonl(const std::string& path) {
 }  // namespace
 
 ModelShape shape_from_config(const json& cfg, const std::string& where) {
-  if (!cfg.is_object()) fail(where + ": expected a JSON object");
+  json_fields::Object o(cfg, where);
   ModelShape s;
-  s.gpt2 = cfg.value("family", json("")) == "gpt2";
-  s.n_layers = int_field(cfg, {"n_layers"}, where, true);
-  s.n_heads = int_field(cfg, {"n_heads"}, where, s.n_layers > 0);
-  s.d_model = int_field(cfg, {"d_model"}, where, true);
-  s.d_head = int_field(cfg, {"d_head"}, where, false);
-  s.n_ctx = int_field(cfg, {"n_ctx"}, where, false);
-  s.d_vocab = int_field(cfg, {"d_vocab"}, where, false);
-  auto nt = cfg.find("normalization_type");
-  s.normalization = (nt != cfg.end() && nt->is_string()) ? nt->get<std::string>() : "none";
-  s.positional = cfg.value("positional_embedding_type", "standard");
+  s.gpt2 = o.get_or<std::string>("family", "") == "gpt2";
+  s.n_layers = o.req<int>("n_layers");
+  s.n_heads = s.n_layers > 0 ? o.req<int>("n_heads") : o.get_or<int>("n_heads", 0);
+  s.d_model = o.req<int>("d_model");
+  s.d_head = o.get_or<int>("d_head", 0);
+  s.n_ctx = o.get_or<int>("n_ctx", 0);
+  s.d_vocab = o.get_or<int>("d_vocab", 0);
+  s.normalization = o.get_or<std::string>("normalization_type", "none");
+  s.positional = o.get_or<std::string>("positional_embedding_type", "standard");
   return s;
 }
 
@@ -125,16 +107,11 @@ RunInputs load_run(const std::string& dir_in, bool is_gpt2) {
   }
 
   // The model's shape and size as the analysis recorded them (ANALYSIS_JSON.md "config", "n_params").
-  auto c = r.analysis.find("config");
-  if (c == r.analysis.end() || !c->is_object()) fail(r.analysis_path + ": field \"config\" missing or not an object");
-  r.model_config = *c;
-  r.shape = shape_from_config(*c, r.analysis_path + " field config");
+  json_fields::Object a(r.analysis, r.analysis_path);
+  r.model_config = a.raw().at("config");  // check_analysis_json: present and an object
+  r.shape = shape_from_config(r.model_config, r.analysis_path + " [config]");
   if (r.shape.gpt2) r.is_gpt2 = true;
-  if (auto n = r.analysis.find("n_params"); n != r.analysis.end()) {
-    if (!n->is_number_integer() || n->get<int64_t>() < 0)
-      fail(r.analysis_path + ": field \"n_params\" must be a non-negative integer");
-    r.n_params = n->get<int64_t>();
-  }
+  if (a.has_value("n_params")) r.n_params = static_cast<int64_t>(a.req<uint64_t>("n_params"));
 
   for (const std::string& p : std::vector<std::string>{dir + "/phase_change.json", dir + "/snapshots/analysis.json",
                                                       dir + "/snapshots_analysis.json"}) {

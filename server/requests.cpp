@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "models/config.h"
 
 namespace circuitlab::server {
@@ -14,54 +15,63 @@ void bad(const std::string& msg, int status) { throw BadRequest(status, msg); }
 
 namespace {
 
+constexpr const char* kWhere = "request";
+
 const json& object(const json& req) {
   if (!req.is_object()) bad("request body: expected a JSON object");
   return req;
 }
 
+// The one strict field reader (core/json_fields), its Errors as 400s:
+// "request: field 'top_k' is out of range or not an integer (expected an integer in [1, 50]), got 0".
+template <class F>
+auto strictly(F&& read) -> decltype(read()) {
+  try {
+    return read();
+  } catch (const Error& e) {
+    bad(e.what());
+  }
+}
+
 const json& field(const json& req, const char* key) {
   auto it = object(req).find(key);
-  if (it == req.end()) bad(std::string("field \"") + key + "\": missing");
+  if (it == req.end()) strictly([&]() -> int { json_fields::field_error(kWhere, key, "is missing"); });
   return *it;
 }
 
+// Present and not null: the optional fields' "use the default" test.
+const json* given(const json& req, const char* key) {
+  auto it = object(req).find(key);
+  return it == req.end() || it->is_null() ? nullptr : &*it;
+}
+
 std::string get_string(const json& req, const char* key, int max_bytes, bool allow_empty = false) {
-  const json& v = field(req, key);
-  if (!v.is_string()) bad(std::string("field \"") + key + "\": expected a string");
-  auto s = v.get<std::string>();
+  auto s = strictly([&] { return json_fields::as<std::string>(field(req, key), kWhere, key); });
   if (s.size() > size_t(max_bytes))
-    bad(std::string("field \"") + key + "\": longer than " + std::to_string(max_bytes) + " bytes", 413);
-  if (s.empty() && !allow_empty) bad(std::string("field \"") + key + "\": must not be empty");
+    bad(std::string(kWhere) + ": field '" + key + "' is longer than " + std::to_string(max_bytes) + " bytes", 413);
+  if (s.empty() && !allow_empty) bad(std::string(kWhere) + ": field '" + key + "' must not be empty");
   return s;
 }
 
 double get_number(const json& req, const char* key, double def, double lo, double hi) {
-  auto it = object(req).find(key);
-  if (it == req.end() || it->is_null()) return def;
-  if (!it->is_number()) bad(std::string("field \"") + key + "\": expected a number");
-  double v = it->get<double>();
-  if (!(v >= lo && v <= hi))
-    bad(std::string("field \"") + key + "\": expected a number in [" + json(lo).dump() + ", " + json(hi).dump() +
-        "], got " + it->dump());
-  return v;
+  const json* v = given(req, key);
+  if (!v) return def;
+  const double x = strictly([&] { return json_fields::as<double>(*v, kWhere, key); });
+  if (!(x >= lo && x <= hi))
+    bad(std::string(kWhere) + ": field '" + key + "' is out of range (expected a number in [" + json(lo).dump() + ", " +
+        json(hi).dump() + "]), got " + v->dump());
+  return x;
 }
 
 int get_int(const json& req, const char* key, int def, int lo, int hi) {
-  auto it = object(req).find(key);
-  if (it == req.end() || it->is_null()) return def;
-  if (!it->is_number_integer()) bad(std::string("field \"") + key + "\": expected an integer");
-  auto v = it->get<int64_t>();
-  if (v < lo || v > hi)
-    bad(std::string("field \"") + key + "\": expected an integer in [" + std::to_string(lo) + ", " +
-        std::to_string(hi) + "], got " + std::to_string(v));
-  return static_cast<int>(v);
+  const json* v = given(req, key);
+  if (!v) return def;
+  return static_cast<int>(strictly([&] { return json_fields::detail::to_int64(*v, kWhere, key, lo, hi, "an integer"); }));
 }
 
 bool get_bool(const json& req, const char* key, bool def) {
-  auto it = object(req).find(key);
-  if (it == req.end() || it->is_null()) return def;
-  if (!it->is_boolean()) bad(std::string("field \"") + key + "\": expected true or false");
-  return it->get<bool>();
+  const json* v = given(req, key);
+  return v ? strictly([&] { return json_fields::as<bool>(*v, kWhere, key); }) : def;
 }
 
 // "zero" | "mean" from an optional string field `key` of `obj`; `name` is how errors call it.

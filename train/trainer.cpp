@@ -22,6 +22,7 @@
 #include "data/batches.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/json_fields.h"
 #include "core/progress.h"
 #include "data/shards.h"
 #include "models/hooked_transformer.h"
@@ -53,11 +54,11 @@ torch::Device parse_device(const std::string& s) {
   try {
     d = torch::Device(s);
   } catch (const c10::Error&) {
-    fail("--device: expected cpu, cuda or cuda:N, got '" + s + "'");
+    fail("device: expected cpu, cuda or cuda:N, got '" + s + "'");
   }
   if (d->is_cuda() && !torch::cuda::is_available())
-    fail("--device " + s + ": no CUDA device is available to this LibTorch build (use --device cpu)");
-  if (!d->is_cpu() && !d->is_cuda()) fail("--device: expected cpu, cuda or cuda:N, got '" + s + "'");
+    fail("device " + s + ": no CUDA device is available to this LibTorch build (set `device` to cpu)");
+  if (!d->is_cpu() && !d->is_cuda()) fail("device: expected cpu, cuda or cuda:N, got '" + s + "'");
   return *d;
 }
 
@@ -195,12 +196,12 @@ class TrainingRun {
 
 void TrainingRun::open_data() {
   device_ = parse_device(opt_.device);
-  if (opt_.threads < 1) fail("--threads must be >= 1");
+  if (opt_.threads < 1) fail("threads: must be >= 1, got " + std::to_string(opt_.threads));
   at::set_num_threads(opt_.threads);
   set_blas_threads(opt_.threads);
   const std::string train_path = opt_.data_dir + "/train.bin", val_path = opt_.data_dir + "/val.bin";
   for (const auto& p : {train_path, val_path})
-    if (!file_exists(p)) fail(p + " does not exist (run `circuitlab prepare` first, or pass --data <dir>)");
+    if (!file_exists(p)) fail(p + " does not exist (run `circuitlab prepare` first, or point `data_dir` at a prepared directory)");
   auto train_shard = std::make_shared<const data::TokenShard>(train_path);
   auto val_shard = std::make_shared<const data::TokenShard>(val_path);
   // Training counts, read (or counted over train.bin) once: they pick the compact vocabulary
@@ -259,10 +260,11 @@ void TrainingRun::open_run_dir() {
     if (auto last = latest_checkpoint(ckpt_root_)) {
       const std::string saved_cfg_path = out_ + "/train_config.json";
       if (file_exists(saved_cfg_path)) {
-        auto saved = nlohmann::json::parse(read_file(saved_cfg_path), nullptr, false);
-        if (saved.is_discarded() || saved.value("model", nlohmann::json()) != to_json(cfg_)["model"])
+        const nlohmann::json saved = json_fields::parse_file(saved_cfg_path);
+        json_fields::Object saved_fields(saved, saved_cfg_path);
+        if (saved_fields.object("model").raw() != to_json(cfg_)["model"])
           fail(saved_cfg_path + ": the run was trained with another model config; resume with the same preset "
-               "and overrides, or train into a new --out");
+               "and overrides, or train into a new `out_dir`");
       }
       state_ = load_checkpoint(*last, model_, *adamw_, device_);
       sampler_->set_state(state_.sampler);

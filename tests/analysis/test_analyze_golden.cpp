@@ -21,6 +21,7 @@
 #include "data/shards.h"
 #include "models/model_dir.h"
 #include "planted_model.h"
+#include "tests/common/paths.h"
 
 namespace circuitlab::analysis {
 namespace {
@@ -31,10 +32,7 @@ using nlohmann::json;
 constexpr double kRtol = 1e-9;
 constexpr double kAtol = 1e-12;
 
-std::string golden_dir() {
-  const char* s = std::getenv("CIRCUITLAB_SOURCE_DIR");
-  return std::string(s ? s : ".") + "/tests/analysis/golden";
-}
+std::string golden_dir() { return circuitlab::testing::source_dir() + "/tests/analysis/golden"; }
 
 // Drops what differs between two runs of the same analysis.
 json normalized(json j) {

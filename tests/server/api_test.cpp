@@ -379,7 +379,7 @@ TEST_F(LabApi, BadRequestsGet4xxWithAMessageAndTheServerKeepsServing) {
       {"/api/run", "{not json", 400, "malformed JSON"},
       {"/api/run", "", 400, "expected a JSON object"},
       {"/api/run", "[1,2]", 400, "expected a JSON object"},
-      {"/api/run", json{{"model", "toy"}}.dump(), 400, "\"text\": missing"},
+      {"/api/run", json{{"model", "toy"}}.dump(), 400, "request: field 'text' is missing"},
       {"/api/run", json{{"model", "toy"}, {"text", 5}}.dump(), 400, "expected a string"},
       {"/api/run", json{{"model", "toy"}, {"text", long_prompt}}.dump(), 400, "longer than model \"toy\"'s context of 64"},
       {"/api/run", json{{"model", "nope"}, {"text", "hi"}}.dump(), 404, "unknown model"},

@@ -14,6 +14,7 @@
 #include "core/json_fields.h"
 #include "models/config.h"
 #include "train/train_config.h"
+#include "tests/common/paths.h"
 
 namespace circuitlab::train {
 namespace {
@@ -21,10 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string source_dir() {
-  const char* s = std::getenv("CIRCUITLAB_SOURCE_DIR");
-  return s ? s : ".";
-}
+using circuitlab::testing::source_dir;
 
 std::string written(const json& j) { return j.dump(2) + "\n"; }  // as trainer.cpp / model_dir.cpp write them
 
@@ -162,6 +160,18 @@ TEST(JsonFields, IntegersAreRangeCheckedAndErrorsNameFileAndField) {
   }
   const json arr = json::array();
   EXPECT_THROW(json_fields::Object(arr, "h.json"), Error);
+}
+
+TEST(JsonFields, IntInRejectsEveryValueOutsideItsRangeWhateverItsJsonType) {
+  // nlohmann parses 0 and 3 as unsigned, -1 as signed, 2.0 as a float: each kind meets the bounds.
+  const json j = json::parse(R"({"zero": 0, "three": 3, "minus": -1, "two": 2.0, "nine": 9.0})");
+  json_fields::Object o(j, "r.json");
+  EXPECT_THROW(o.int_in("zero", 1, 5), Error);
+  EXPECT_EQ(o.int_in("three", 1, 5), 3);
+  EXPECT_THROW(o.int_in("minus", 0, 5), Error);
+  EXPECT_EQ(o.int_in("two", 1, 5), 2);
+  EXPECT_THROW(o.int_in("nine", 1, 5), Error);
+  EXPECT_THROW(o.int_in("three", -5, -1), Error);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "train/span_repeat.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
+#include "tests/common/paths.h"
 
 namespace circuitlab::train {
 namespace {
@@ -139,7 +140,7 @@ TEST(AdamW, OneStepEqualsHandComputedStep) {
 
 TEST(Presets, EveryConfigParsesAndValidates) {
   int n = 0;
-  for (const auto& e : fs::directory_iterator(std::string(CIRCUITLAB_SOURCE_DIR) + "/configs")) {
+  for (const auto& e : fs::directory_iterator(circuitlab::testing::source_dir() + "/configs")) {
     if (e.path().extension() != ".json") continue;
     auto j = load_preset_json(e.path().string());
     TrainConfig c = train_config_from_json(j, e.path().string());
