@@ -12,6 +12,7 @@ void register_train_commands(CLI::App& app);     // train
 void register_analysis_commands(CLI::App& app);  // analyze
 void register_report_commands(CLI::App& app);    // report
 void register_server_commands(CLI::App& app);    // serve
+void register_sae_commands(CLI::App& app);       // sae train|encode|eval|synth
 
 // Applies an explicit intra-op thread count (0: keep the default of 1 on this machine).
 void set_threads(int threads);

@@ -14,7 +14,8 @@ const std::vector<std::pair<std::string, std::string>>& flags() {
       {"format", "--format"},             {"world_size", "--world-size"}, {"rank", "--rank"},
       {"master", "--master"},             {"runs", "--runs"},     {"gpt2", "--gpt2"},
       {"device", "--device"},             {"threads", "--threads"}, {"data_dir", "--data"},
-      {"no_svg", "--no-svg"}};
+      {"no_svg", "--no-svg"},             {"hook", "--hook"},     {"tokens", "--tokens"},
+      {"batch_tokens", "--batch-tokens"}, {"context", "--context"}, {"hook_head_index", "--head"}};
   return table;
 }
 }  // namespace

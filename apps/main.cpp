@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   register_analysis_commands(app);
   register_report_commands(app);
   register_server_commands(app);
+  register_sae_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

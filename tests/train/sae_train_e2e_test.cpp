@@ -1,0 +1,115 @@
+// `circuitlab sae train` end to end on a tiny toy model written by the test (compact vocabulary):
+// one and several hooks (hook_z heads concatenated), metrics.jsonl, checkpoints, a bit-identical
+// --resume, and bad inputs (unknown hook, k >= d_sae, zero tokens) failing with one line and
+// nothing written.
+#include <gtest/gtest.h>
+
+#include "core/file_io.h"
+#include "data/shards.h"
+#include "data/vocab_map.h"
+#include "models/model_dir.h"
+#include "models/sae.h"
+#include "tests/common/files.h"
+#include "tests/train/train_test_util.h"
+
+namespace circuitlab::train {
+namespace {
+
+using namespace circuitlab::train::testing;
+using circuitlab::testing::count_lines;
+using circuitlab::testing::run_program;
+using circuitlab::testing::RunResult;
+
+class SaeTrainE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("sae-train");
+    make_dirs(dir_->path() + "/data");
+    write_data_dir(dir_->path() + "/data");
+    TrainConfig c = tiny_config(2, 1);
+    torch::manual_seed(1);
+    models::HookedTransformer model(c.model);
+    const auto counts = data::count_tokens(data::TokenShard(dir_->path() + "/data/train.bin"));
+    const data::VocabMap vm = data::build_top_n_vocab(counts, c.model.d_vocab - 1);
+    models::save_model_dir(model, dir_->path() + "/model", &vm);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string d() { return dir_->path(); }
+  static RunResult sae_train(const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> argv = {circuitlab_bin(), "sae", "train", "--model", d() + "/model", "--data",
+                                     d() + "/data", "--out", out, "--d-sae", "64", "--k", "4", "--tokens", "8192",
+                                     "--batch-tokens", "256", "--buffer-batches", "4", "--checkpoint-every", "8",
+                                     "--quiet", "--seed", "3"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run_program(argv);
+  }
+  static TempDir* dir_;
+};
+TempDir* SaeTrainE2E::dir_ = nullptr;
+
+TEST_F(SaeTrainE2E, TrainsOneSaePerHookFromOneForward) {
+  const std::string out = d() + "/two";
+  const RunResult r = sae_train(out, {"--hook", "blocks.1.hook_resid_post,blocks.0.attn.hook_z"});
+  ASSERT_EQ(r.exit_code, 0) << r.output();
+  const models::SparseAutoencoder a = models::load_sae(out + "/blocks.1.hook_resid_post");
+  const models::SparseAutoencoder z = models::load_sae(out + "/blocks.0.attn.hook_z");
+  EXPECT_EQ(a.cfg.d_in, 32);
+  EXPECT_EQ(z.cfg.d_in, 2 * 16);  // heads concatenated
+  EXPECT_EQ(a.cfg.d_sae, 64);
+  EXPECT_EQ(a.cfg.k, 4);
+  EXPECT_EQ(a.cfg.architecture, models::SaeArchitecture::TopK);
+  EXPECT_EQ(a.cfg.context_size, 32);
+  EXPECT_FALSE(a.cfg.prepend_bos);
+  ASSERT_TRUE(a.log10_density.defined());
+  // 32 steps, logged every 10 and at the end, two hooks a row each.
+  EXPECT_EQ(count_lines(read_file(out + "/metrics.jsonl")), 2 * 4);
+  EXPECT_TRUE(file_exists(out + "/summary.json"));
+  EXPECT_TRUE(is_directory(out + "/checkpoints/step_32"));
+}
+
+TEST_F(SaeTrainE2E, ResumeIsBitIdentical) {
+  const std::string full = d() + "/full", split = d() + "/split";
+  ASSERT_EQ(sae_train(full, {"--hook", "blocks.1.hook_resid_pre"}).exit_code, 0);
+  const RunResult first = sae_train(split, {"--hook", "blocks.1.hook_resid_pre", "--stop-after", "13"});
+  ASSERT_EQ(first.exit_code, 0) << first.output();
+  EXPECT_FALSE(file_exists(split + "/sae_weights.safetensors"));
+  const RunResult second = sae_train(split, {"--hook", "blocks.1.hook_resid_pre", "--resume"});
+  ASSERT_EQ(second.exit_code, 0) << second.output();
+  EXPECT_EQ(read_file(full + "/sae_weights.safetensors"), read_file(split + "/sae_weights.safetensors"));
+  EXPECT_EQ(read_file(full + "/sparsity.safetensors"), read_file(split + "/sparsity.safetensors"));
+  EXPECT_EQ(read_file(full + "/metrics.jsonl").size() > 0, true);
+  EXPECT_EQ(count_lines(read_file(full + "/metrics.jsonl")), count_lines(read_file(split + "/metrics.jsonl")));
+  // A resume that changes the run is refused.
+  const RunResult changed = sae_train(split, {"--hook", "blocks.1.hook_resid_pre", "--resume", "--lr", "0.1"});
+  EXPECT_NE(changed.exit_code, 0);
+  EXPECT_NE(changed.err.find("'lr'"), std::string::npos) << changed.err;
+}
+
+TEST_F(SaeTrainE2E, EveryArchitectureTrains) {
+  for (const char* arch : {"batchtopk", "jumprelu", "relu"}) {
+    const std::string out = d() + "/arch_" + arch;
+    const RunResult r = sae_train(out, {"--hook", "blocks.0.hook_resid_post", "--arch", arch, "--l1", "0.01"});
+    ASSERT_EQ(r.exit_code, 0) << arch << ": " << r.output();
+    const models::SparseAutoencoder s = models::load_sae(out);
+    EXPECT_EQ(s.cfg.architecture, std::string(arch) == "relu" ? models::SaeArchitecture::Standard
+                                                              : models::SaeArchitecture::JumpReLU);
+  }
+}
+
+TEST_F(SaeTrainE2E, BadInputsFailWithOneLineAndWriteNothing) {
+  auto expect_error = [&](const std::string& name, std::vector<std::string> extra, const std::string& part) {
+    const std::string out = d() + "/bad_" + name;
+    const RunResult r = sae_train(out, extra);
+    EXPECT_NE(r.exit_code, 0) << name;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << name << ": " << r.err;
+    EXPECT_NE(r.err.find(part), std::string::npos) << name << ": " << r.err;
+    EXPECT_FALSE(file_exists(out)) << name << ": " << out << " was created";
+  };
+  expect_error("hook", {"--hook", "blocks.7.hook_resid_post"}, "unknown hook name 'blocks.7.hook_resid_post'");
+  expect_error("k", {"--hook", "blocks.0.hook_resid_post", "--k", "64"}, "'k'");
+  expect_error("tokens", {"--hook", "blocks.0.hook_resid_post", "--tokens", "0"}, "--tokens");
+  expect_error("arch", {"--hook", "blocks.0.hook_resid_post", "--arch", "gated"}, "gated");
+}
+
+}  // namespace
+}  // namespace circuitlab::train
