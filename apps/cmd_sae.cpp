@@ -77,6 +77,8 @@ void register_train(CLI::App& sae) {
   cmd->add_option("--bandwidth", o->t.step.jumprelu_bandwidth, "JumpReLU STE bandwidth");
   cmd->add_option("--buffer-batches", o->t.round_batches, "Shuffle buffer size, in batches");
   cmd->add_option("--checkpoint-every", o->t.checkpoint_every, "Steps between checkpoints (0: ~10 per run)");
+  cmd->add_option("--resample-every", o->t.resample_every,
+                  "relu: resample dead latents every N steps (-1: tokens/batch/8; 0: never)");
   cmd->add_flag("--geometric-median", o->t.geometric_median, "Initialise b_dec at the geometric median (else the mean)");
   cmd->add_flag("--resume", o->t.resume, "Continue from the newest checkpoint in --out");
   cmd->add_option("--stop-after", o->t.stop_after, "Stop after this many steps (checkpointed; for tests)");

@@ -422,6 +422,34 @@ torch::Tensor SaeTrainingState::log10_density() const {
   return (fire_counts_.to(torch::kDouble) / static_cast<double>(tokens_seen_) + 1e-10).log10().to(torch::kFloat);
 }
 
+int64_t SaeTrainingState::resample_dead(const torch::Tensor& x_raw, uint64_t seed) {
+  const torch::Tensor dead = (since_fired_ >= opt_.dead_tokens).nonzero().flatten();  // [n_dead]
+  const int64_t n_dead = dead.numel();
+  if (n_dead == 0) return 0;
+  const torch::Tensor x = x_raw.to(torch::kFloat) * scale_;
+  const models::SparseAutoencoder sae = current_sae();
+  const torch::Tensor loss = (sae.decode(sae.encode(x)) - x).pow(2).sum(1);  // [N]
+  auto gen = at::detail::createCPUGenerator(splitmix64(seed ^ 0x2E5A3Full));
+  const torch::Tensor pick = at::multinomial(loss.pow(2).to(torch::kDouble) + 1e-30, n_dead, /*replacement=*/true, gen);
+  torch::Tensor v = x.index_select(0, pick) - b_dec;  // [n_dead, d]
+  v = v / v.norm(2, 1, true).clamp_min(1e-12);
+  const torch::Tensor alive = since_fired_ < opt_.dead_tokens;
+  const bool any_alive = alive.any().item<bool>();
+  const double dec_norm = any_alive ? W_dec.norm(2, 1).masked_select(alive).mean().item<double>() : 1.0;
+  const double enc_norm = any_alive ? W_encT.norm(2, 1).masked_select(alive).mean().item<double>() : 1.0;
+  W_dec.index_copy_(0, dead, v * dec_norm);
+  W_encT.index_copy_(0, dead, v * (0.2 * enc_norm));
+  b_enc.index_fill_(0, dead, 0.0f);
+  for (const char* n : {"W_encT", "W_dec"}) {
+    m_[n].index_fill_(0, dead, 0.0f);
+    v_[n].index_fill_(0, dead, 0.0f);
+  }
+  m_["b_enc"].index_fill_(0, dead, 0.0f);
+  v_["b_enc"].index_fill_(0, dead, 0.0f);
+  since_fired_.index_fill_(0, dead, 0);
+  return n_dead;
+}
+
 double SaeTrainingState::dead_fraction() const {
   return (since_fired_ >= opt_.dead_tokens).to(torch::kDouble).mean().item<double>();
 }

@@ -69,6 +69,13 @@ class SaeTrainingState {
   // compute_grads + Adam + decoder renormalisation + dead-latent clock (+ BatchTopK threshold).
   SaeStepStats step(const torch::Tensor& x);
 
+  // Resampling of dead latents for the standard (L1) SAE (Anthropic, "Towards Monosemanticity"):
+  // each latent silent for dead_tokens gets, as decoder row, the direction of an input of the
+  // batch x [N, d] drawn with probability ∝ (its squared reconstruction error)² (x − b_dec,
+  // scaled to the mean alive decoder norm), as encoder row the same direction at 0.2 × the
+  // mean alive encoder norm, b_enc 0, fresh Adam moments and a reset clock. Returns how many.
+  int64_t resample_dead(const torch::Tensor& x, uint64_t seed);
+
   // The SAE in SAELens form with the normalisation folded in (W_enc·s, W_dec/s, b_dec/s).
   models::SparseAutoencoder export_sae() const;
   // The same SAE unfolded (normalised space), the form the gradients refer to.

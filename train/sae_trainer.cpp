@@ -17,6 +17,7 @@
 #include "core/file_io.h"
 #include "core/json_fields.h"
 #include "core/progress.h"
+#include "core/splitmix.h"
 #include "models/hook_names.h"
 #include "models/model_dir.h"
 #include "models/safetensors.h"
@@ -50,6 +51,7 @@ json run_config(const SaeTrainOptions& o, const std::vector<std::string>& hooks)
           {"context", o.context},
           {"round_batches", o.round_batches},
           {"geometric_median", o.geometric_median},
+          {"resample_every", o.resample_every},
           {"seed", o.seed},
           {"lr", s.lr},
           {"beta1", s.beta1},
@@ -219,6 +221,10 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
   sum.l0.assign(hooks.size(), 0);
   sum.explained_variance.assign(hooks.size(), 0);
   sum.dead_fraction.assign(hooks.size(), 0);
+  const int64_t resample_every = opt.architecture != models::SaeArchitecture::Standard ? 0
+                                 : opt.resample_every >= 0                             ? opt.resample_every
+                                                                                       : std::max<int64_t>(1, total_steps / 8);
+  int64_t resampled = 0;
   const auto t_loop = std::chrono::steady_clock::now();
   const int64_t first_step = ck.step;
   int64_t step = ck.step;
@@ -227,6 +233,9 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
     std::vector<SaeStepStats> st(hooks.size());
     for (size_t i = 0; i < hooks.size(); ++i) st[i] = states[i].step(batches[i]);
     ++step;
+    if (resample_every > 0 && step % resample_every == 0 && step <= total_steps * 3 / 4)
+      for (size_t i = 0; i < hooks.size(); ++i)
+        resampled += states[i].resample_dead(batches[i], splitmix64(opt.seed + 1000003ull * i) + static_cast<uint64_t>(step));
     ck.tokens += opt.batch_tokens;
     for (size_t i = 0; i < hooks.size(); ++i) {
       sum.l0[i] = st[i].l0;
@@ -246,6 +255,7 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
                   {"l0", st[i].l0},
                   {"explained_variance", st[i].explained_variance},
                   {"dead_fraction", sum.dead_fraction[i]},
+                  {"resampled_total", resampled},
                   {"tokens_per_s", loop_s > 0 ? (step - first_step) * opt.batch_tokens / loop_s : 0.0}};
         metrics << m.dump() << "\n";
       }

@@ -29,6 +29,8 @@ struct SaeTrainOptions {
   int64_t keep_checkpoints = 2;
   int64_t log_every = 10;        // steps between metrics.jsonl rows
   bool geometric_median = false; // b_dec init
+  int64_t resample_every = -1;   // standard (L1) SAE: resample dead latents every N steps in the
+                                 // first 3/4 of the run; -1: total_steps / 8; 0: never
   uint64_t seed = 0;
   bool resume = false;
   bool progress = true;

@@ -231,6 +231,39 @@ TEST(SaeStep, SynthTopKRecoversTheDictionary) {
   EXPECT_LE(r.l0, 2.0);
 }
 
+TEST(SaeStep, ResamplingReplacesOnlyDeadLatentsFromHighLossInputs) {
+  models::SaeConfig cfg;
+  cfg.architecture = SaeArchitecture::Standard;
+  cfg.d_in = 6;
+  cfg.d_sae = 12;
+  SaeStepOptions opt;
+  opt.dead_tokens = 50;
+  SaeTrainingState st(cfg, opt);
+  torch::manual_seed(4);
+  // One input far outside what the SAE reconstructs: every resampled row points along it.
+  torch::Tensor x = torch::randn({40, 6}) * 0.1;
+  x[17] = torch::tensor({0.f, 0.f, 0.f, 30.f, 0.f, 0.f});
+  st.init(torch::randn({40, 6}), 1);
+  st.step(x);  // non-zero Adam moments
+  auto t = st.tensors();
+  t["since_fired"] = (torch::arange(12) % 4 == 1).to(torch::kLong) * 100;  // latents 1, 5, 9 dead
+  st.load_tensors(t, "test");
+  const torch::Tensor W_dec0 = st.W_dec.clone(), W_enc0 = st.W_encT.clone();
+  EXPECT_EQ(st.resample_dead(x, 7), 3);
+  const torch::Tensor dead = torch::tensor({1, 5, 9}, torch::kLong), alive = torch::tensor({0, 2, 3, 4, 6, 7, 8, 10, 11}, torch::kLong);
+  EXPECT_TRUE(torch::equal(st.W_dec.index_select(0, alive), W_dec0.index_select(0, alive)));
+  EXPECT_TRUE(torch::equal(st.W_encT.index_select(0, alive), W_enc0.index_select(0, alive)));
+  const torch::Tensor rows = st.W_dec.index_select(0, dead);
+  const torch::Tensor dir = (x[17] * st.scale() - st.b_dec) / (x[17] * st.scale() - st.b_dec).norm();
+  const torch::Tensor cos = rows.mv(dir) / rows.norm(2, 1);
+  EXPECT_TRUE(all_close(cos, torch::ones({3}), 1e-5, 1e-5, "resampled directions"));
+  EXPECT_EQ(st.b_enc.index_select(0, dead).abs().sum().item<float>(), 0.0f);
+  const auto after = st.tensors();
+  EXPECT_EQ(after.at("adam_m.W_dec").index_select(0, dead).abs().sum().item<float>(), 0.0f);
+  EXPECT_GT(after.at("adam_m.W_dec").index_select(0, alive).abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(st.dead_fraction(), 0.0);
+}
+
 TEST(SaeSynth, HungarianMatchingIsOptimal) {
   // 3x4: the greedy row-by-row choice (row 0 -> col 0) loses to the optimum 0->1, 1->0, 2->3.
   const torch::Tensor s = torch::tensor({{0.9, 0.85, 0.1, 0.0}, {0.88, 0.1, 0.2, 0.0}, {0.0, 0.0, 0.3, 0.5}});
