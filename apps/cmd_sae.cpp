@@ -14,6 +14,7 @@
 #include "analysis/sae_eval.h"
 #include "apps/cli_io.h"
 #include "apps/commands.h"
+#include "apps/local_workers.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/progress.h"
@@ -53,7 +54,7 @@ void register_train(CLI::App& sae) {
   struct Opts {
     train::SaeTrainOptions t;
     std::string hooks, arch = "topk";
-    int threads = 1;
+    int threads = 1, nproc = 1;
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -82,6 +83,10 @@ void register_train(CLI::App& sae) {
   cmd->add_flag("--geometric-median", o->t.geometric_median, "Initialise b_dec at the geometric median (else the mean)");
   cmd->add_flag("--resume", o->t.resume, "Continue from the newest checkpoint in --out");
   cmd->add_option("--stop-after", o->t.stop_after, "Stop after this many steps (checkpointed; for tests)");
+  cmd->add_option("--nproc", o->nproc, "Data parallel: spawn this many local processes (Gloo on loopback)");
+  cmd->add_option("--rank", o->t.rank, "Data parallel over machines: this process's rank");
+  cmd->add_option("--world-size", o->t.world_size, "Data parallel over machines: number of processes");
+  cmd->add_option("--master", o->t.master, "Data parallel over machines: rank 0's host:port");
   cmd->add_flag("--quiet", o->quiet, "No progress bar");
   cmd->callback([o]() {
     set_threads(o->threads);
@@ -89,7 +94,25 @@ void register_train(CLI::App& sae) {
     if (o->t.hooks.empty()) fail("--hook: give at least one hook name, e.g. blocks.0.hook_resid_post");
     o->t.architecture = models::parse_sae_architecture(o->arch, "--arch");
     o->t.progress = !o->quiet;
-    const train::SaeTrainSummary s = train::run_sae_training(o->t);
+    if (o->nproc < 1) fail("--nproc: must be >= 1");
+    if (o->nproc > 1 && o->t.world_size > 1) fail("--nproc spawns local workers; do not combine it with --world-size/--rank");
+    if (o->nproc == 1 && o->t.world_size > 1 && o->t.rank > 0) o->quiet = true;
+    LocalWorkers workers;
+    if (o->nproc > 1) {
+      workers = spawn_local_workers(o->nproc);
+      o->t.rank = 0;
+      o->t.world_size = o->nproc;
+      o->t.master = workers.master;
+    }
+    train::SaeTrainSummary s;
+    try {
+      s = train::run_sae_training(o->t);
+    } catch (...) {
+      workers.kill_all();
+      throw;
+    }
+    workers.wait_all();
+    if (o->t.rank != 0) return;
     if (s.sae_dirs.empty()) {
       std::printf("stopped after step %lld (%lld tokens); continue with --resume\n", static_cast<long long>(s.steps),
                   static_cast<long long>(s.tokens));

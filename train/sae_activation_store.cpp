@@ -54,7 +54,7 @@ ActivationStore::ActivationStore(models::HookedTransformer model, std::shared_pt
   forwards_per_round_ = (want + per_forward - 1) / per_forward;
   round_tokens_ = forwards_per_round_ * per_forward;
   sampler_ = std::make_unique<data::BatchSampler>(std::move(shard), opt_.windows_per_forward, T_, opt_.seed,
-                                                  std::move(vocab_map));
+                                                  std::move(vocab_map), opt_.rank, opt_.world_size);
   // Widths from one short forward.
   torch::NoGradGuard ng;
   models::ActivationCache cache;
@@ -87,7 +87,8 @@ void ActivationStore::fill_round(uint64_t r) {
       parts[i].push_back(a.reshape({-1, widths_[i]}).to(torch::kFloat));
     }
   }
-  auto gen = at::detail::createCPUGenerator(splitmix64(splitmix64(opt_.seed ^ 0xB0FFull) + r));
+  auto gen = at::detail::createCPUGenerator(
+      splitmix64(splitmix64(opt_.seed ^ 0xB0FFull) + r * static_cast<uint64_t>(opt_.world_size) + opt_.rank));
   const torch::Tensor perm = torch::randperm(round_tokens_, gen, torch::kLong);
   buffer_.clear();
   for (auto& p : parts) buffer_.push_back(torch::cat(p, 0).index_select(0, perm).contiguous());

@@ -29,6 +29,7 @@ struct ActivationStoreOptions {
   int64_t batch_tokens = 4096;     // tokens per SAE batch
   int64_t round_batches = 16;      // SAE batches per shuffle round (the buffer holds this many)
   uint64_t seed = 0;
+  int rank = 0, world_size = 1;  // data parallel: disjoint window streams from one seed
 };
 
 // The width of an SAE input at `hook` from one activation there (hook_z: H·Dh, or Dh with a head).

@@ -349,14 +349,16 @@ SaeStepStats SaeTrainingState::compute_grads(const torch::Tensor& x_raw, SaeGrad
   if (cfg_.apply_b_dec_to_input) gbd = gbd - models::gemm::mm(g.b_enc.unsqueeze(0), W_encT).squeeze(0);
   g.b_dec = gbd.contiguous();
 
-  // Dead-latent clock input (used by step()).
-  last_fired_.assign(fired.begin(), fired.end());
-  last_batch_ = N;
+  // Bookkeeping for apply().
+  g.fired = torch::empty({S});
+  for (int64_t j = 0; j < S; ++j) g.fired.data_ptr<float>()[j] = static_cast<float>(fired[j]);
+  g.tokens = N;
+  g.min_act = -1;
   if (arch == SaeArchitecture::BatchTopK && !e.act.empty()) {
     float mn = INFINITY;
     for (float a : e.act)
       if (a > 0.0f) mn = std::min(mn, a);
-    last_min_act_ = std::isfinite(mn) ? mn : -1.0;
+    g.min_act = std::isfinite(mn) ? mn : -1.0;
   }
   return st;
 }
@@ -380,21 +382,26 @@ void SaeTrainingState::adam(torch::Tensor& p, torch::Tensor& g, torch::Tensor& m
 
 SaeStepStats SaeTrainingState::step(const torch::Tensor& x) {
   SaeStepStats st = compute_grads(x, grads_);
+  apply(grads_);
+  return st;
+}
+
+void SaeTrainingState::apply(SaeGrads& g) {
   const int64_t t = ++steps_;
   const int64_t S = cfg_.d_sae, d = cfg_.d_in;
   const bool unit = cfg_.architecture != SaeArchitecture::Standard;
   if (unit) {  // remove the gradient's component parallel to each (unit) decoder row
     float* w = W_dec.data_ptr<float>();
-    float* gw = grads_.W_dec.data_ptr<float>();
+    float* gw = g.W_dec.data_ptr<float>();
     at::parallel_for(0, S, 64, [&](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j) axpy(-dot(gw + j * d, w + j * d, d), w + j * d, gw + j * d, d);
     });
   }
-  adam(W_encT, grads_.W_encT, m_["W_encT"], v_["W_encT"], t);
-  adam(W_dec, grads_.W_dec, m_["W_dec"], v_["W_dec"], t);
-  adam(b_enc, grads_.b_enc, m_["b_enc"], v_["b_enc"], t);
-  adam(b_dec, grads_.b_dec, m_["b_dec"], v_["b_dec"], t);
-  if (log_threshold.defined()) adam(log_threshold, grads_.log_threshold, m_["log_threshold"], v_["log_threshold"], t);
+  adam(W_encT, g.W_encT, m_["W_encT"], v_["W_encT"], t);
+  adam(W_dec, g.W_dec, m_["W_dec"], v_["W_dec"], t);
+  adam(b_enc, g.b_enc, m_["b_enc"], v_["b_enc"], t);
+  adam(b_dec, g.b_dec, m_["b_dec"], v_["b_dec"], t);
+  if (log_threshold.defined()) adam(log_threshold, g.log_threshold, m_["log_threshold"], v_["log_threshold"], t);
   if (unit) {
     float* w = W_dec.data_ptr<float>();
     at::parallel_for(0, S, 64, [&](int64_t j0, int64_t j1) {
@@ -407,14 +414,15 @@ SaeStepStats SaeTrainingState::step(const torch::Tensor& x) {
   }
   int64_t* sf = since_fired_.data_ptr<int64_t>();
   int64_t* fc = fire_counts_.data_ptr<int64_t>();
+  const float* fired = g.fired.data_ptr<float>();
   for (int64_t j = 0; j < S; ++j) {
-    sf[j] = last_fired_[j] ? 0 : sf[j] + last_batch_;
-    fc[j] += last_fired_[j];
+    const int64_t n = std::llround(fired[j]);
+    sf[j] = n > 0 ? 0 : sf[j] + g.tokens;
+    fc[j] += n;
   }
-  tokens_seen_ += last_batch_;
-  if (cfg_.architecture == SaeArchitecture::BatchTopK && last_min_act_ > 0)
-    batchtopk_threshold = (1 - opt_.batchtopk_threshold_lr) * batchtopk_threshold + opt_.batchtopk_threshold_lr * last_min_act_;
-  return st;
+  tokens_seen_ += g.tokens;
+  if (cfg_.architecture == SaeArchitecture::BatchTopK && g.min_act > 0)
+    batchtopk_threshold = (1 - opt_.batchtopk_threshold_lr) * batchtopk_threshold + opt_.batchtopk_threshold_lr * g.min_act;
 }
 
 torch::Tensor SaeTrainingState::log10_density() const {

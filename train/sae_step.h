@@ -41,6 +41,12 @@ struct SaeGrads {
   torch::Tensor b_enc;          // [S]
   torch::Tensor b_dec;          // [d]
   torch::Tensor log_threshold;  // [S] JumpReLU only
+  // Bookkeeping of the batch, for apply(): tokens on which each latent fired [S] (float, so that
+  // data-parallel ranks sum it with the gradients), the batch's tokens, and (BatchTopK) the
+  // smallest selected activation (-1: none).
+  torch::Tensor fired;
+  int64_t tokens = 0;
+  double min_act = -1;
 };
 
 struct SaeStepStats {
@@ -66,7 +72,11 @@ class SaeTrainingState {
 
   // Loss and gradients on raw activations x [N, d] (normalised inside), no update.
   SaeStepStats compute_grads(const torch::Tensor& x, SaeGrads& grads);
-  // compute_grads + Adam + decoder renormalisation + dead-latent clock (+ BatchTopK threshold).
+  // Adam on `grads` (the decoder gradient's parallel component removed first), decoder
+  // renormalisation, the dead-latent clock and firing counts (+ the BatchTopK threshold).
+  // Data parallel: every rank applies the same all-reduced grads (fired summed, tokens summed).
+  void apply(SaeGrads& grads);
+  // compute_grads + apply.
   SaeStepStats step(const torch::Tensor& x);
 
   // Resampling of dead latents for the standard (L1) SAE (Anthropic, "Towards Monosemanticity"):
@@ -107,13 +117,8 @@ class SaeTrainingState {
   torch::Tensor since_fired_;  // [S] tokens since each latent last fired
   std::map<std::string, torch::Tensor> m_, v_;  // Adam moments by parameter name
   SaeGrads grads_;
-  // From the last compute_grads, for step(): which latents fired, the batch size, and
-  // (BatchTopK) the smallest selected activation (-1: none).
-  std::vector<int64_t> last_fired_;  // tokens of the batch on which each latent fired
-  torch::Tensor fire_counts_;        // [S] int64, over the whole run
+  torch::Tensor fire_counts_;  // [S] int64, over the whole run
   int64_t tokens_seen_ = 0;
-  int64_t last_batch_ = 0;
-  double last_min_act_ = -1;
 };
 
 }  // namespace circuitlab::train

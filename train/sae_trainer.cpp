@@ -22,6 +22,7 @@
 #include "models/model_dir.h"
 #include "models/safetensors.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/sae_activation_store.h"
 
 namespace circuitlab::train {
@@ -53,6 +54,7 @@ json run_config(const SaeTrainOptions& o, const std::vector<std::string>& hooks)
           {"geometric_median", o.geometric_median},
           {"resample_every", o.resample_every},
           {"seed", o.seed},
+          {"world_size", std::max(1, o.world_size)},
           {"lr", s.lr},
           {"beta1", s.beta1},
           {"beta2", s.beta2},
@@ -144,6 +146,11 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
   // --- everything that can be wrong with the inputs fails before anything is written ---
   if (opt.out_dir.empty()) fail("out: an output directory is needed");
   if (opt.batch_tokens < 1) fail("batch_tokens: must be >= 1, got " + std::to_string(opt.batch_tokens));
+  const int world = std::max(1, opt.world_size);
+  const bool root = opt.rank == 0;
+  if (opt.batch_tokens % world != 0)
+    fail("batch_tokens: " + std::to_string(opt.batch_tokens) + " is not a multiple of the " + std::to_string(world) +
+         " data-parallel processes");
   const int64_t total_steps = opt.tokens / opt.batch_tokens;
   if (total_steps < 1)
     fail("tokens: " + std::to_string(opt.tokens) + " is less than one batch of " + std::to_string(opt.batch_tokens) +
@@ -155,7 +162,9 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
   so.hooks = opt.hooks;
   so.hook_head_index = opt.hook_head_index;
   so.context = opt.context;
-  so.batch_tokens = opt.batch_tokens;
+  so.batch_tokens = opt.batch_tokens / world;
+  so.rank = opt.rank;
+  so.world_size = world;
   so.round_batches = opt.round_batches;
   so.seed = opt.seed;
   ActivationStore store(lm.model, shard, lm.vocab_map, so);
@@ -180,6 +189,21 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
     states.emplace_back(c, opt.step);
   }
 
+  std::unique_ptr<DataParallel> dp;
+  if (world > 1) dp = std::make_unique<DataParallel>(opt.rank, world, opt.master);
+
+  // Rank 0's whole state of SAE i into every rank (after steps that read a rank's own batch).
+  auto sync_from_root = [&](size_t i) {
+    if (!dp) return;
+    std::map<std::string, torch::Tensor> t = states[i].tensors();
+    std::vector<torch::Tensor> ts;
+    for (auto& [n, v] : t) ts.push_back(v.clone());
+    dp->broadcast_from_root(ts);
+    size_t q = 0;
+    for (auto& [n, v] : t) v = ts[q++];
+    states[i].load_tensors(t, "data-parallel broadcast");
+  };
+
   // --- run directory ---
   const std::string ckpt_root = opt.out_dir + "/checkpoints";
   const std::string metrics_path = opt.out_dir + "/metrics.jsonl";
@@ -197,24 +221,32 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
     if (auto latest = latest_checkpoint(ckpt_root)) {
       ck = load_sae_checkpoint(*latest, states);
       resumed = true;
-      truncate_metrics(metrics_path, ck.step);
+      if (root) truncate_metrics(metrics_path, ck.step);
     }
   }
-  make_dirs(opt.out_dir);
+  if (root) make_dirs(opt.out_dir);
   if (!resumed) {
-    write_file_atomic(cfg_path, cfg_json.dump(2) + "\n");
-    write_file_atomic(metrics_path, "");
+    if (root) {
+      write_file_atomic(cfg_path, cfg_json.dump(2) + "\n");
+      write_file_atomic(metrics_path, "");
+    }
     const std::vector<torch::Tensor>& sample = store.round(0);
-    for (size_t i = 0; i < states.size(); ++i) states[i].init(sample[i], opt.seed + i, opt.geometric_median);
+    for (size_t i = 0; i < states.size(); ++i) {
+      states[i].init(sample[i], opt.seed + i, opt.geometric_median);
+      sync_from_root(i);  // every rank starts from rank 0's initialisation
+    }
   } else {
     store.set_state(ck.store);
   }
-  std::ofstream metrics(metrics_path, std::ios::app);
-  if (!metrics) fail(metrics_path + ": cannot open for appending");
+  std::ofstream metrics;
+  if (root) {
+    metrics.open(metrics_path, std::ios::app);
+    if (!metrics) fail(metrics_path + ": cannot open for appending");
+  }
 
   const int64_t every = opt.checkpoint_every > 0 ? opt.checkpoint_every : std::max<int64_t>(1, total_steps / 10);
   std::optional<ProgressBar> bar;
-  if (opt.progress)
+  if (opt.progress && root)
     bar.emplace("sae " + std::string(models::sae_architecture_name(opt.architecture)),
                 static_cast<double>(total_steps * opt.batch_tokens), "tok");
   SaeTrainSummary sum;
@@ -231,11 +263,28 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
   while (step < total_steps) {
     const std::vector<torch::Tensor> batches = store.next();
     std::vector<SaeStepStats> st(hooks.size());
-    for (size_t i = 0; i < hooks.size(); ++i) st[i] = states[i].step(batches[i]);
+    for (size_t i = 0; i < hooks.size(); ++i) {
+      SaeGrads g;
+      st[i] = states[i].compute_grads(batches[i], g);
+      if (dp) {  // the mean gradient of the global batch; firing counts and tokens summed
+        std::vector<torch::Tensor> ts = {g.W_encT, g.W_dec, g.b_enc, g.b_dec, g.fired};
+        if (g.log_threshold.defined()) ts.push_back(g.log_threshold);
+        std::vector<double> ex = {st[i].loss, st[i].mse, st[i].sparsity_loss, st[i].aux_loss, st[i].l0,
+                                  st[i].explained_variance, g.min_act};
+        dp->average(ts, ex);
+        g.fired.mul_(static_cast<double>(world));
+        g.tokens *= world;
+        st[i].loss = ex[0], st[i].mse = ex[1], st[i].sparsity_loss = ex[2], st[i].aux_loss = ex[3];
+        st[i].l0 = ex[4], st[i].explained_variance = ex[5], g.min_act = ex[6];
+      }
+      states[i].apply(g);
+    }
     ++step;
     if (resample_every > 0 && step % resample_every == 0 && step <= total_steps * 3 / 4)
-      for (size_t i = 0; i < hooks.size(); ++i)
+      for (size_t i = 0; i < hooks.size(); ++i) {
         resampled += states[i].resample_dead(batches[i], splitmix64(opt.seed + 1000003ull * i) + static_cast<uint64_t>(step));
+        sync_from_root(i);
+      }
     ck.tokens += opt.batch_tokens;
     for (size_t i = 0; i < hooks.size(); ++i) {
       sum.l0[i] = st[i].l0;
@@ -243,7 +292,7 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
       sum.dead_fraction[i] = states[i].dead_fraction();
     }
     const double loop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_loop).count();
-    if (step % opt.log_every == 0 || step == total_steps) {
+    if (root && (step % opt.log_every == 0 || step == total_steps)) {
       for (size_t i = 0; i < hooks.size(); ++i) {
         json m = {{"step", step},
                   {"tokens", ck.tokens},
@@ -261,14 +310,14 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
       }
       metrics.flush();
     }
-    if (opt.progress) {
+    if (bar) {
       char extra[160];
       std::snprintf(extra, sizeof extra, "L0 %.1f  EV %.3f  dead %.3f", st[0].l0, st[0].explained_variance,
                     sum.dead_fraction[0]);
       bar->update(static_cast<double>(step * opt.batch_tokens), extra);
     }
     const bool stop = opt.stop_after >= 0 && step >= opt.stop_after;
-    if (step % every == 0 || step == total_steps || stop) {
+    if (root && (step % every == 0 || step == total_steps || stop)) {
       ck.step = step;
       ck.store = store.state();
       ck.elapsed_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -287,7 +336,7 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
 
   for (size_t i = 0; i < hooks.size(); ++i) {
     const std::string dir = sae_dir_for(opt.out_dir, hooks, hooks[i]);
-    models::save_sae(states[i].export_sae(), dir);
+    if (root) models::save_sae(states[i].export_sae(), dir);
     sum.sae_dirs.push_back(dir);
   }
   sum.steps = step;
@@ -297,7 +346,8 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
   json s = {{"steps", sum.steps},       {"tokens", sum.tokens}, {"tokens_per_s", sum.tokens_per_s},
             {"sae_dirs", sum.sae_dirs}, {"hooks", hooks},       {"l0_last_batch", sum.l0},
             {"explained_variance_last_batch", sum.explained_variance}, {"dead_fraction", sum.dead_fraction}};
-  write_file_atomic(opt.out_dir + "/summary.json", s.dump(2) + "\n");
+  if (root) write_file_atomic(opt.out_dir + "/summary.json", s.dump(2) + "\n");
+  if (dp) dp->barrier();
   return sum;
 }
 

@@ -1,6 +1,7 @@
 // SAE training from a model: activations stream from the model's forward (sae_activation_store.h)
 // into one SaeTrainingState per hook; progress bar, metrics.jsonl, atomic checkpoints and a
-// bit-identical --resume (same thread count), then one SAELens directory per hook.
+// bit-identical --resume (same thread count), data parallel over c10d, then one SAELens
+// directory per hook.
 // Layout of out_dir: with one hook, out_dir is the SAE directory; with several, out_dir/<hook>/
 // each; beside them metrics.jsonl, sae_train_config.json, summary.json and checkpoints/step_N/.
 // Not the command line (apps/cmd_sae.cpp) and no evaluation (analysis/sae_eval.h).
@@ -35,6 +36,11 @@ struct SaeTrainOptions {
   bool resume = false;
   bool progress = true;
   int64_t stop_after = -1;       // stop (after checkpointing) once this many steps are done; tests
+  // Data parallel over c10d (train/data_parallel.h): each rank forwards its share of every batch
+  // (batch_tokens / world_size) from a disjoint window stream; gradients and firing counts are
+  // all-reduced, so every rank applies the same step. Rank 0 alone writes files.
+  int rank = 0, world_size = 1;
+  std::string master = "127.0.0.1:29541";
   SaeStepOptions step;
 };
 

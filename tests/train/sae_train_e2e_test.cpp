@@ -85,6 +85,26 @@ TEST_F(SaeTrainE2E, ResumeIsBitIdentical) {
   EXPECT_NE(changed.err.find("'lr'"), std::string::npos) << changed.err;
 }
 
+TEST_F(SaeTrainE2E, DataParallelTwoProcessesResumeBitIdentical) {
+  // Two local ranks (Gloo on loopback), each forwarding half of every batch; all-reduced
+  // gradients keep the ranks' SAEs equal, so rank 0's files describe the run; a stopped and
+  // resumed 2-process run ends with the same bytes as an uninterrupted one.
+  const std::string full = d() + "/dp_full", split = d() + "/dp_split";
+  const RunResult a = sae_train(full, {"--hook", "blocks.1.hook_resid_pre", "--nproc", "2"});
+  ASSERT_EQ(a.exit_code, 0) << a.output();
+  const models::SparseAutoencoder s = models::load_sae(full);
+  EXPECT_EQ(s.cfg.d_in, 32);
+  EXPECT_EQ(count_lines(read_file(full + "/metrics.jsonl")), 4);
+  ASSERT_EQ(sae_train(split, {"--hook", "blocks.1.hook_resid_pre", "--nproc", "2", "--stop-after", "9"}).exit_code, 0);
+  const RunResult b = sae_train(split, {"--hook", "blocks.1.hook_resid_pre", "--nproc", "2", "--resume"});
+  ASSERT_EQ(b.exit_code, 0) << b.output();
+  EXPECT_EQ(read_file(full + "/sae_weights.safetensors"), read_file(split + "/sae_weights.safetensors"));
+  // Not the single-process run: the ranks draw other windows (disjoint streams).
+  const std::string single = d() + "/dp_single";
+  ASSERT_EQ(sae_train(single, {"--hook", "blocks.1.hook_resid_pre"}).exit_code, 0);
+  EXPECT_NE(read_file(full + "/sae_weights.safetensors"), read_file(single + "/sae_weights.safetensors"));
+}
+
 TEST_F(SaeTrainE2E, EveryArchitectureTrains) {
   for (const char* arch : {"batchtopk", "jumprelu", "relu"}) {
     const std::string out = d() + "/arch_" + arch;
