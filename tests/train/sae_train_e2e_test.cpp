@@ -4,6 +4,8 @@
 // nothing written.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "core/file_io.h"
 #include "data/shards.h"
 #include "data/vocab_map.h"
@@ -103,6 +105,25 @@ TEST_F(SaeTrainE2E, DataParallelTwoProcessesResumeBitIdentical) {
   const std::string single = d() + "/dp_single";
   ASSERT_EQ(sae_train(single, {"--hook", "blocks.1.hook_resid_pre"}).exit_code, 0);
   EXPECT_NE(read_file(full + "/sae_weights.safetensors"), read_file(single + "/sae_weights.safetensors"));
+}
+
+TEST_F(SaeTrainE2E, Gpt2DirectoryMlpHooksTrainAndEvaluate) {
+  // A tiny GPT-2 in the exact Hugging Face layout (full vocabulary), MLP hook points, then eval.
+  const std::string gpt2 = d() + "/gpt2", out = d() + "/gpt2_saes";
+  const RunResult mk = run_program({circuitlab::testing::env_or("CIRCUITLAB_PYTHON", "/usr/bin/python3"),
+                                    circuitlab::testing::source_dir() + "/tests/server/make_tiny_gpt2.py", gpt2});
+  ASSERT_EQ(mk.exit_code, 0) << mk.output();
+  const RunResult r = sae_train(out, {"--hook", "blocks.1.hook_mlp_out,blocks.0.mlp.hook_post", "--model", gpt2});
+  ASSERT_EQ(r.exit_code, 0) << r.output();
+  EXPECT_EQ(models::load_sae(out + "/blocks.1.hook_mlp_out").cfg.d_in, 32);
+  EXPECT_EQ(models::load_sae(out + "/blocks.0.mlp.hook_post").cfg.d_in, 4 * 32);
+  const RunResult e = run_program({circuitlab_bin(), "sae", "eval", "--sae", out + "/blocks.1.hook_mlp_out", "--model",
+                                   gpt2, "--data", d() + "/data", "--tokens", "512", "--out", out + "/eval.json"});
+  ASSERT_EQ(e.exit_code, 0) << e.output();
+  const auto j = nlohmann::json::parse(read_file(out + "/eval.json"));
+  EXPECT_EQ(j.at("tokens").get<int64_t>(), 512);
+  EXPECT_GT(j.at("explained_variance").get<double>(), 0.0);  // 32 steps of training already explain some
+  EXPECT_NEAR(j.at("l0").get<double>(), 4.0, 1e-9);          // TopK, k = 4
 }
 
 TEST_F(SaeTrainE2E, EveryArchitectureTrains) {
