@@ -217,8 +217,11 @@ SparseAutoencoder load_sae(const std::string& dir) {
   }
   o.opt("apply_b_dec_to_input", c.apply_b_dec_to_input);
   o.opt("normalize_activations", c.normalize_activations);
-  // Metadata: SAELens ≥ 6 nests it; older versions put the same keys at the top.
+  // Metadata: SAELens ≥ 6 nests it (`metadata`, later `meta`); older versions put the same keys
+  // at the top.
   const jf::json* meta = o.opt_object("metadata");
+  const jf::json* meta2 = o.opt_object("meta");
+  if (!meta) meta = meta2;
   jf::Object m(meta ? *meta : j, meta ? cfg_path + " metadata" : cfg_path);
   m.opt("model_name", c.model_name);
   m.opt("hook_name", c.hook_name);
@@ -270,13 +273,19 @@ void save_sae(const SparseAutoencoder& sae, const std::string& dir) {
   if (sae.log10_density.defined())
     save_safetensors(dir + "/sparsity.safetensors", {{"sparsity", sae.log10_density.to(torch::kFloat).contiguous()}});
 
+  // Only SAEMetadata's own fields (newer SAELens builds it as a strict dataclass). sae_lens_version
+  // names the cfg.json layout we write: without it SAELens reads the file as a pre-6.0 config.
+  HookId id;
+  const bool parsed = parse_hook_name(c.hook_name, &id);
   jf::json meta = {{"model_name", c.model_name},
+                   {"model_class_name", "HookedTransformer"},
                    {"hook_name", c.hook_name},
+                   {"hook_layer", parsed && id.layer >= 0 ? jf::json(id.layer) : jf::json(nullptr)},
                    {"hook_head_index", c.hook_head_index >= 0 ? jf::json(c.hook_head_index) : jf::json(nullptr)},
                    {"context_size", c.context_size},
                    {"prepend_bos", c.prepend_bos},
-                   {"sae_lens_training_version", nullptr},
-                   {"trained_with", "circuitlab"}};
+                   {"sae_lens_version", "6.0.0"},
+                   {"sae_lens_training_version", nullptr}};
   jf::json j = {{"architecture", jump ? "jumprelu" : sae_architecture_name(c.architecture)},
                 {"d_in", c.d_in},
                 {"d_sae", c.d_sae},
@@ -285,7 +294,8 @@ void save_sae(const SparseAutoencoder& sae, const std::string& dir) {
                 {"apply_b_dec_to_input", c.apply_b_dec_to_input},
                 {"normalize_activations", "none"},
                 {"reshape_activations", hook_kind(c.hook_name) == "z" && c.hook_head_index < 0 ? "hook_z" : "none"},
-                {"metadata", meta}};
+                {"metadata", meta},
+                {"meta", meta}};  // SAELens 6.x reads `metadata`; later versions renamed the field `meta`
   if (c.architecture == SaeArchitecture::TopK) {
     j["k"] = c.k;
     j["rescale_acts_by_decoder_norm"] = false;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -126,6 +127,16 @@ TEST(Sae, SaveLoadRoundTripEveryArchitecture) {
     const auto j = nlohmann::json::parse(read_file(dir + "/cfg.json"));
     EXPECT_EQ(j.at("metadata").at("hook_name"), "blocks.1.hook_resid_pre");
     EXPECT_TRUE(j.at("metadata").at("hook_head_index").is_null());
+    EXPECT_EQ(j.at("metadata").at("hook_layer"), 1);
+    // >= 6.0 so that SAELens does not read it as a pre-6.0 flat config; only SAEMetadata's fields.
+    EXPECT_EQ(j.at("metadata").at("sae_lens_version"), "6.0.0");
+    const std::set<std::string> known = {"model_name", "hook_name", "model_class_name", "hook_layer",
+                                         "hook_head_index", "model_from_pretrained_kwargs", "prepend_bos",
+                                         "exclude_special_tokens", "neuronpedia_id", "context_size", "seqpos_slice",
+                                         "dataset_path", "sae_lens_version", "sae_lens_training_version"};
+    for (auto it = j.at("metadata").begin(); it != j.at("metadata").end(); ++it)
+      EXPECT_TRUE(known.count(it.key())) << "metadata key SAELens does not know: " << it.key();
+    EXPECT_EQ(j.at("meta"), j.at("metadata"));
   }
 }
 
