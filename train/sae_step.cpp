@@ -53,20 +53,39 @@ Entries flatten(std::vector<std::vector<std::pair<int32_t, std::pair<float, uint
   return e;
 }
 
-// Entries from index/value pairs idx/val [N, k] (TopK, AuxK): zero activations dropped.
-Entries from_topk(const torch::Tensor& idx, const torch::Tensor& val) {
-  const int64_t N = idx.size(0), k = idx.size(1);
-  const int64_t* ip = idx.data_ptr<int64_t>();
-  const float* vp = val.data_ptr<float>();
+// Entries of the k largest values of each row of p [N, S] (only the columns `cols` when given),
+// ReLU applied (zeros dropped), in ascending latent order: TopK and AuxK. A min-heap of k per row
+// (most values fail the first comparison): one pass over p, no sort of the row.
+Entries row_topk_entries(const float* p, int64_t N, int64_t S, int64_t k, const std::vector<int32_t>* cols) {
   std::vector<std::vector<std::pair<int32_t, std::pair<float, uint8_t>>>> rows(N);
-  for (int64_t b = 0; b < N; ++b) {
-    // Ascending latent order: the same sums whatever order topk returned.
-    std::vector<std::pair<int32_t, float>> r;
-    for (int64_t i = 0; i < k; ++i)
-      if (vp[b * k + i] > 0.0f) r.emplace_back(static_cast<int32_t>(ip[b * k + i]), vp[b * k + i]);
-    std::sort(r.begin(), r.end());
-    for (auto& [j, a] : r) rows[b].push_back({j, {a, 1}});
-  }
+  const int64_t n_cols = cols ? static_cast<int64_t>(cols->size()) : S;
+  k = std::min(k, n_cols);
+  at::parallel_for(0, N, 16, [&](int64_t b0, int64_t b1) {
+    std::vector<std::pair<float, int32_t>> heap;  // min-heap on value: heap.front() is the k-th largest
+    const auto greater = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* row = p + b * S;
+      heap.clear();
+      for (int64_t c = 0; c < n_cols; ++c) {
+        const int32_t j = cols ? (*cols)[c] : static_cast<int32_t>(c);
+        const float v = row[j];
+        if (static_cast<int64_t>(heap.size()) < k) {
+          heap.emplace_back(v, j);
+          std::push_heap(heap.begin(), heap.end(), greater);
+        } else if (v > heap.front().first) {
+          std::pop_heap(heap.begin(), heap.end(), greater);
+          heap.back() = {v, j};
+          std::push_heap(heap.begin(), heap.end(), greater);
+        }
+      }
+      auto& r = rows[b];
+      for (const auto& [v, j] : heap)
+        if (v > 0.0f) r.push_back({j, {v, 1}});
+      std::sort(r.begin(), r.end(), [](const auto& a, const auto& c) { return a.first < c.first; });
+    }
+  });
   return flatten(rows);
 }
 
@@ -175,7 +194,12 @@ SaeStepStats SaeTrainingState::compute_grads(const torch::Tensor& x_raw, SaeGrad
   const SaeArchitecture arch = cfg_.architecture;
   const torch::Tensor x = (x_raw.to(torch::kFloat) * scale_).contiguous();  // [N, d]
   const torch::Tensor xc = cfg_.apply_b_dec_to_input ? (x - b_dec).contiguous() : x;
-  torch::Tensor pre = models::gemm::linear(xc, W_encT.t(), b_enc).contiguous();  // [N, S], the one GEMM
+  // [N, S], the one GEMM, into a buffer kept across steps (a fresh 100s-of-MB tensor each step
+  // spent a third of the step in page faults).
+  if (!pre_.defined() || pre_.size(0) != N || pre_.size(1) != S) pre_ = torch::empty({N, S});
+  models::gemm::mm_into(pre_, xc, W_encT.t());
+  pre_.add_(b_enc);
+  const torch::Tensor& pre = pre_;
   const float* pp = pre.data_ptr<float>();
 
   // --- which latents are active (and, for JumpReLU, within the STE window) ---
@@ -184,8 +208,7 @@ SaeStepStats SaeTrainingState::compute_grads(const torch::Tensor& x_raw, SaeGrad
   torch::Tensor theta;
   switch (arch) {
     case SaeArchitecture::TopK: {
-      auto [vals, idx] = pre.topk(cfg_.k, /*dim=*/-1);
-      e = from_topk(idx.contiguous(), torch::relu(vals).contiguous());
+      e = row_topk_entries(pp, N, S, cfg_.k, nullptr);
       break;
     }
     case SaeArchitecture::BatchTopK: {
@@ -259,9 +282,11 @@ SaeStepStats SaeTrainingState::compute_grads(const torch::Tensor& x_raw, SaeGrad
       const int64_t k_aux0 = opt_.k_aux > 0 ? opt_.k_aux : std::max<int64_t>(1, d / 2);
       const double scale = std::min(1.0, static_cast<double>(n_dead) / k_aux0);
       const int64_t k_aux = std::min(k_aux0, n_dead);
-      const torch::Tensor masked = pre.masked_fill(dead.logical_not().unsqueeze(0), -INFINITY);
-      auto [vals, idx] = masked.topk(k_aux, /*dim=*/-1);
-      aux = from_topk(idx.contiguous(), torch::relu(vals).contiguous());
+      std::vector<int32_t> dead_cols;
+      const bool* dp = dead.data_ptr<bool>();
+      for (int64_t j = 0; j < S; ++j)
+        if (dp[j]) dead_cols.push_back(static_cast<int32_t>(j));
+      aux = row_topk_entries(pp, N, S, k_aux, &dead_cols);
       const torch::Tensor e_hat = decode_entries(aux, W_dec, nullptr, N);
       const torch::Tensor diff = e_hat - (x - x_hat);  // residual e = x − x̂ held fixed
       const double c = opt_.aux_coefficient * scale;
@@ -300,11 +325,14 @@ SaeStepStats SaeTrainingState::compute_grads(const torch::Tensor& x_raw, SaeGrad
   }
 
   // --- per latent: decoder and encoder rows, b_enc, θ (column-parallel, no atomics) ---
-  g.W_encT = torch::empty({S, d});
-  g.W_dec = torch::empty({S, d});
-  g.b_enc = torch::empty({S});
-  g.b_dec = torch::empty({d});
-  if (arch == SaeArchitecture::JumpReLU) g.log_threshold = torch::empty({S});
+  // Gradient buffers reused across steps when the caller keeps `g` (every row is written below).
+  const auto ensure = [](torch::Tensor& t, std::vector<int64_t> shape) {
+    if (!t.defined() || t.sizes() != at::IntArrayRef(shape)) t = torch::empty(shape);
+  };
+  ensure(g.W_encT, {S, d});
+  ensure(g.W_dec, {S, d});
+  ensure(g.b_enc, {S});
+  if (arch == SaeArchitecture::JumpReLU) ensure(g.log_threshold, {S});
   const ByColumn ce = by_column(e, S);
   ByColumn ca;
   if (aux_grad.defined()) ca = by_column(aux, S);

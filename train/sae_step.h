@@ -117,6 +117,7 @@ class SaeTrainingState {
   torch::Tensor since_fired_;  // [S] tokens since each latent last fired
   std::map<std::string, torch::Tensor> m_, v_;  // Adam moments by parameter name
   SaeGrads grads_;
+  torch::Tensor pre_;          // [N, S] pre-activations, reused across steps
   torch::Tensor fire_counts_;  // [S] int64, over the whole run
   int64_t tokens_seen_ = 0;
 };

@@ -257,6 +257,7 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
                                  : opt.resample_every >= 0                             ? opt.resample_every
                                                                                        : std::max<int64_t>(1, total_steps / 8);
   int64_t resampled = 0;
+  std::vector<SaeGrads> grads(hooks.size());  // buffers reused across steps
   const auto t_loop = std::chrono::steady_clock::now();
   const int64_t first_step = ck.step;
   int64_t step = ck.step;
@@ -264,7 +265,7 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
     const std::vector<torch::Tensor> batches = store.next();
     std::vector<SaeStepStats> st(hooks.size());
     for (size_t i = 0; i < hooks.size(); ++i) {
-      SaeGrads g;
+      SaeGrads& g = grads[i];
       st[i] = states[i].compute_grads(batches[i], g);
       if (dp) {  // the mean gradient of the global batch; firing counts and tokens summed
         std::vector<torch::Tensor> ts = {g.W_encT, g.W_dec, g.b_enc, g.b_dec, g.fired};
