@@ -134,6 +134,20 @@ TEST_F(SaeTrainE2E, EveryArchitectureTrains) {
     const models::SparseAutoencoder s = models::load_sae(out);
     EXPECT_EQ(s.cfg.architecture, std::string(arch) == "relu" ? models::SaeArchitecture::Standard
                                                               : models::SaeArchitecture::JumpReLU);
+    if (std::string(arch) == "batchtopk") {
+      // Saved as JumpReLU with the learned global threshold (an EMA of the smallest selected
+      // activation, folded with the normalisation into pre-activation units: unchanged).
+      ASSERT_TRUE(s.threshold.defined());
+      const float t0 = s.threshold[0].item<float>();
+      EXPECT_GT(t0, 0.0f);
+      EXPECT_TRUE(torch::equal(s.threshold, torch::full_like(s.threshold, t0)));
+    }
+    if (std::string(arch) == "jumprelu") {
+      ASSERT_TRUE(s.threshold.defined());
+      EXPECT_GT(s.threshold.min().item<float>(), 0.0f);
+      // Trained per latent: the thresholds moved from their common initial value.
+      EXPECT_GT((s.threshold - 0.001).abs().max().item<float>(), 1e-6);
+    }
   }
 }
 
