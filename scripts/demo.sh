@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The README's main job on the embedded default corpus (called by `./run demo`).
-# Phases: prepare the default corpus -> train attn0l, attn1l, attn2l and mlp2l (or the draft `lab`
-# preset, see configs/lab.json) -> analyse -> report -> a summary of wall times, losses and tokens.
+# Phases: prepare the default corpus -> train attn0l, attn1l, attn2l and the lab model (`lab`: GPT-2
+# blocks on a 10240-id vocabulary, the model the web lab opens on) -> analyse -> report -> a summary
+# of wall times, losses and tokens.
 # Env: CIRCUITLAB_THREADS (training threads of the attention-only toys, default 1: the setting
 # their seeds were validated at), CIRCUITLAB_LAB_THREADS (threads of the `lab` preset when listed,
-# default 2), CIRCUITLAB_DEMO_PRESETS (space-separated list, default "attn0l attn1l attn2l mlp2l"),
+# default 2), CIRCUITLAB_DEMO_PRESETS (space-separated list, default "attn0l attn1l attn2l lab"),
 # CIRCUITLAB_RUNS (default runs/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +14,7 @@ CL="$BUILD_DIR/apps/circuitlab"
 RUNS="${CIRCUITLAB_RUNS:-$ROOT/runs}"
 THREADS="${CIRCUITLAB_THREADS:-1}"
 LAB_THREADS="${CIRCUITLAB_LAB_THREADS:-2}"
-PRESETS="${CIRCUITLAB_DEMO_PRESETS:-attn0l attn1l attn2l mlp2l}"
+PRESETS="${CIRCUITLAB_DEMO_PRESETS:-attn0l attn1l attn2l lab}"
 threads_of() { if [ "$1" = lab ]; then echo "$LAB_THREADS"; else echo "$THREADS"; fi; }
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 mkdir -p "$RUNS"
