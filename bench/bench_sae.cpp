@@ -4,6 +4,9 @@
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "models/sae.h"
 #include "train/sae_step.h"
 
@@ -17,6 +20,8 @@ void BM_SaeStep(benchmark::State& state) {
   c.d_sae = state.range(1);
   c.k = state.range(2);
   const int64_t n = state.range(3);
+  // OpenMP defaults to one thread here: take the count the side-by-side script asks for.
+  if (const char* t = std::getenv("OMP_NUM_THREADS")) at::set_num_threads(std::max(1, std::atoi(t)));
   torch::manual_seed(0);
   const torch::Tensor x = torch::randn({n, c.d_in}) * 3;
   train::SaeTrainingState st(c, {});

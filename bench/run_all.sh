@@ -20,6 +20,9 @@ section "attn2l training tokens/s beside PyTorch eager; FLOP/s vs sgemm"
 section "lab preset (GPT-2 blocks) training tokens/s beside PyTorch eager, 1 and 2 threads; FLOP/s vs sgemm"
 "$ROOT/bench/bench_train.sh" 1 3 lab
 "$ROOT/bench/bench_train.sh" 2 3 lab
+section "SAE TopK training step beside PyTorch eager (SAELens-style), GPT-2-small shape and a toy, 1 and 2 threads"
+"$ROOT/bench/sae_side_by_side.sh" 1 3
+"$ROOT/bench/sae_side_by_side.sh" 2 3
 section "weight analyses on a GPT-2-small-shaped checkpoint beside TransformerLens-style torch"
 "$ROOT/bench/analysis_side_by_side.sh" "$BUILD_DIR"
 section "lab: run round trip (64 tokens) and 60 s load test"
