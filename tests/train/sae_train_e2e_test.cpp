@@ -13,6 +13,7 @@
 #include "models/sae.h"
 #include "tests/common/files.h"
 #include "tests/train/train_test_util.h"
+#include "train/sae_activation_store.h"
 
 namespace circuitlab::train {
 namespace {
@@ -48,6 +49,40 @@ class SaeTrainE2E : public ::testing::Test {
   static TempDir* dir_;
 };
 TempDir* SaeTrainE2E::dir_ = nullptr;
+
+TEST_F(SaeTrainE2E, StoreHoldsTheModelsActivationsOfTheSampledWindows) {
+  // The store stops each forward at its last hook point; its round must hold exactly the
+  // activations run_with_cache gives on the same windows, in one permutation for all hooks.
+  models::LoadedModel lm = models::load_model_dir(d() + "/model");
+  auto shard = std::make_shared<const data::TokenShard>(d() + "/data/train.bin");
+  ActivationStoreOptions so;
+  so.hooks = {"blocks.0.hook_resid_post", "blocks.0.attn.hook_z"};
+  so.context = 16;
+  so.windows_per_forward = 4;
+  so.batch_tokens = 32;
+  so.round_batches = 4;  // 128 tokens = 2 forwards of 4 windows x 16
+  so.seed = 9;
+  ActivationStore store(lm.model, shard, lm.vocab_map, so);
+  const std::vector<torch::Tensor> got = store.round(0);
+  ASSERT_EQ(got[0].size(0), 128);
+  data::BatchSampler sampler(shard, 4, 16, 9, lm.vocab_map);
+  std::vector<torch::Tensor> a, z;
+  torch::NoGradGuard ng;
+  for (int f = 0; f < 2; ++f) {
+    auto [x, y] = sampler.next();
+    auto [logits, cache] = models::run_with_cache(lm.model, x);
+    a.push_back(cache.at("blocks.0.hook_resid_post").reshape({-1, 32}));
+    z.push_back(cache.at("blocks.0.attn.hook_z").reshape({-1, 32}));  // [B, T, H=2, Dh=16] -> H·Dh
+  }
+  const torch::Tensor ref_a = torch::cat(a), ref_z = torch::cat(z);
+  // Same rows up to the permutation: order both sides by the resid rows' sums.
+  const torch::Tensor o_ref = ref_a.sum(1).argsort(), o_got = got[0].sum(1).argsort();
+  EXPECT_TRUE(all_close(got[0].index_select(0, o_got), ref_a.index_select(0, o_ref), 1e-6, 1e-6, "resid_post rows"));
+  EXPECT_TRUE(all_close(got[1].index_select(0, o_got), ref_z.index_select(0, o_ref), 1e-6, 1e-6, "hook_z rows"));
+  EXPECT_FALSE(torch::equal(got[0], ref_a));  // shuffled
+  // The model is left without hooks: a plain forward still runs to the logits.
+  EXPECT_EQ(lm.model->forward(torch::zeros({1, 4}, torch::kLong)).size(-1), 64);
+}
 
 TEST_F(SaeTrainE2E, TrainsOneSaePerHookFromOneForward) {
   const std::string out = d() + "/two";
