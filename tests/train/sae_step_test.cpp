@@ -264,6 +264,27 @@ TEST(SaeStep, ResamplingReplacesOnlyDeadLatentsFromHighLossInputs) {
   EXPECT_EQ(st.dead_fraction(), 0.0);
 }
 
+TEST(SaeStep, BDecInitialisedAtTheMeanOrTheGeometricMedian) {
+  models::SaeConfig cfg;
+  cfg.architecture = SaeArchitecture::TopK;
+  cfg.d_in = 3;
+  cfg.d_sae = 8;
+  cfg.k = 2;
+  // 99 points around (1, 1, 1) and one far outlier: the mean moves toward it, the median does not.
+  torch::manual_seed(3);
+  torch::Tensor x = torch::ones({100, 3}) + torch::randn({100, 3}) * 0.01;
+  x[99] = torch::tensor({1000.f, 0.f, 0.f});
+  SaeTrainingState mean(cfg, {}), median(cfg, {});
+  mean.init(x, 0);
+  median.init(x, 0, /*geometric_median=*/true);
+  const double s = mean.scale();  // b_dec lives in the normalised space
+  EXPECT_TRUE(all_close(mean.b_dec, x.mean(0) * s, 1e-5, 1e-6, "mean"));
+  EXPECT_TRUE(all_close(median.b_dec / s, torch::ones({3}), 0.0, 0.02, "geometric median"));
+  // Encoder = decoder transposed; decoder rows unit norm (TopK).
+  EXPECT_TRUE(torch::equal(mean.W_encT, mean.W_dec));
+  EXPECT_TRUE(all_close(mean.W_dec.norm(2, 1), torch::ones({8}), 1e-5, 1e-6, "row norms"));
+}
+
 TEST(SaeSynth, HungarianMatchingIsOptimal) {
   // 3x4: the greedy row-by-row choice (row 0 -> col 0) loses to the optimum 0->1, 1->0, 2->3.
   const torch::Tensor s = torch::tensor({{0.9, 0.85, 0.1, 0.0}, {0.88, 0.1, 0.2, 0.0}, {0.0, 0.0, 0.3, 0.5}});
