@@ -56,17 +56,19 @@ SaeEvalResult evaluate_sae(models::HookedTransformer& model, const models::Spars
         model, x_tok, {{c.hook_name, [&](const torch::Tensor&, const std::string&) { return std::optional<torch::Tensor>(recon_act); }}});
     const torch::Tensor l_zero = models::run_with_hooks(
         model, x_tok, {{c.hook_name, [&](const torch::Tensor&, const std::string&) { return std::optional<torch::Tensor>(zero_act); }}});
+    // Per-token sums in float32 over the vocabulary (the [N, V] tensors are the big ones), the
+    // totals over tokens in double.
     const int64_t V = logits.size(-1);
-    const torch::Tensor lp_clean = torch::log_softmax(logits.to(torch::kDouble).reshape({-1, V}), -1);
-    const torch::Tensor lp_sae = torch::log_softmax(l_sae.to(torch::kDouble).reshape({-1, V}), -1);
-    const torch::Tensor lp_zero = torch::log_softmax(l_zero.to(torch::kDouble).reshape({-1, V}), -1);
+    const torch::Tensor lp_clean = torch::log_softmax(logits.reshape({-1, V}), -1);
+    const torch::Tensor lp_sae = torch::log_softmax(l_sae.reshape({-1, V}), -1);
+    const torch::Tensor lp_zero = torch::log_softmax(l_zero.reshape({-1, V}), -1);
     const torch::Tensor tgt = y_tok.reshape({-1, 1});
-    ce_clean += -lp_clean.gather(1, tgt).sum().item<double>();
-    ce_sae += -lp_sae.gather(1, tgt).sum().item<double>();
-    ce_zero += -lp_zero.gather(1, tgt).sum().item<double>();
+    ce_clean += -lp_clean.gather(1, tgt).to(torch::kDouble).sum().item<double>();
+    ce_sae += -lp_sae.gather(1, tgt).to(torch::kDouble).sum().item<double>();
+    ce_zero += -lp_zero.gather(1, tgt).to(torch::kDouble).sum().item<double>();
     const torch::Tensor p_clean = lp_clean.exp();
-    kl_sae += (p_clean * (lp_clean - lp_sae)).sum().item<double>();
-    kl_zero += (p_clean * (lp_clean - lp_zero)).sum().item<double>();
+    kl_sae += (p_clean * (lp_clean - lp_sae)).sum(1).to(torch::kDouble).sum().item<double>();
+    kl_zero += (p_clean * (lp_clean - lp_zero)).sum(1).to(torch::kDouble).sum().item<double>();
     n_pred += tgt.size(0);
   }
   SaeEvalResult r;
