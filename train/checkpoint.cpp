@@ -72,6 +72,27 @@ std::optional<std::string> latest_checkpoint(const std::string& root) {
   return all.back();
 }
 
+void commit_checkpoint_dir(const std::string& root, const std::string& tmp, const std::string& final_dir,
+                           int64_t keep) {
+  fsync_dir(tmp);
+  // Replace an older copy of the same step (a resumed run passing it again).
+  if (fs::exists(final_dir)) {
+    const std::string old = final_dir + ".old-" + std::to_string(::getpid());
+    fs::rename(final_dir, old);
+    fs::remove_all(old);
+  }
+  fs::rename(tmp, final_dir);
+  fsync_dir(root);
+
+  // Prune: keep the newest `keep` complete checkpoints, drop stale temp dirs of dead writers.
+  auto all = list_checkpoints(root);
+  for (size_t i = 0; i + static_cast<size_t>(std::max<int64_t>(keep, 1)) < all.size(); ++i) fs::remove_all(all[i]);
+  for (const auto& e : fs::directory_iterator(root)) {
+    std::string n = e.path().filename().string();
+    if (n.rfind(".tmp-step_", 0) == 0 || n.find(".old-") != std::string::npos) fs::remove_all(e.path());
+  }
+}
+
 std::string save_checkpoint(const std::string& root, const TrainerState& state, models::HookedTransformer& model,
                             torch::optim::Optimizer& opt, const data::VocabMap* vocab_map, int keep) {
   make_dirs(root);
@@ -90,23 +111,7 @@ std::string save_checkpoint(const std::string& root, const TrainerState& state, 
                       {"sampler_seed", state.sampler.seed},
                       {"sampler_batches_drawn", state.sampler.batches_drawn}};
   write_file_atomic(tmp + "/state.json", j.dump(2) + "\n");  // last: marks the dir complete
-  fsync_dir(tmp);
-  // Replace an older copy of the same step (a resumed run passing it again).
-  if (fs::exists(final_dir)) {
-    const std::string old = final_dir + ".old-" + std::to_string(::getpid());
-    fs::rename(final_dir, old);
-    fs::remove_all(old);
-  }
-  fs::rename(tmp, final_dir);
-  fsync_dir(root);
-
-  // Prune: keep the newest `keep` complete checkpoints, drop stale temp dirs of dead writers.
-  auto all = list_checkpoints(root);
-  for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 1)) < all.size(); ++i) fs::remove_all(all[i]);
-  for (const auto& e : fs::directory_iterator(root)) {
-    std::string n = e.path().filename().string();
-    if (n.rfind(".tmp-step_", 0) == 0 || n.find(".old-") != std::string::npos) fs::remove_all(e.path());
-  }
+  commit_checkpoint_dir(root, tmp, final_dir, keep);
   return final_dir;
 }
 

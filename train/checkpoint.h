@@ -42,4 +42,11 @@ TrainerState load_checkpoint(const std::string& dir, models::HookedTransformer& 
 // fsync a directory (after a rename inside it). Error naming the path on failure.
 void fsync_dir(const std::string& dir);
 
+// Commits a fully written checkpoint dir `tmp` (its files already fsynced) as `final_dir` under
+// `root`: fsyncs `tmp`, replaces an existing `final_dir` (moved aside to `.old-<pid>`, then
+// removed), renames, fsyncs `root`, keeps the newest `keep` (at least 1) complete step_* dirs
+// and removes stale `.tmp-step_*` / `.old-` entries of dead writers.
+void commit_checkpoint_dir(const std::string& root, const std::string& tmp, const std::string& final_dir,
+                           int64_t keep);
+
 }  // namespace circuitlab::train

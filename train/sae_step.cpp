@@ -137,6 +137,243 @@ torch::Tensor decode_entries(const Entries& e, const torch::Tensor& W_dec, const
 
 torch::Tensor param_like(int64_t a, int64_t b = -1) { return b < 0 ? torch::zeros({a}) : torch::zeros({a, b}); }
 
+using EntryRows = std::vector<std::vector<std::pair<int32_t, std::pair<float, uint8_t>>>>;
+
+// BatchTopK: the k·N largest ReLU'd pre-activations of the whole batch [N, S], zeros dropped.
+Entries batch_topk_entries(const torch::Tensor& pre, int64_t k) {
+  const int64_t N = pre.size(0), S = pre.size(1);
+  const int64_t n = std::min<int64_t>(k * N, N * S);
+  auto [vals, flat] = torch::relu(pre).flatten().topk(n, /*dim=*/-1, /*largest=*/true, /*sorted=*/false);
+  torch::Tensor order = flat.argsort();
+  torch::Tensor fi = flat.index_select(0, order).contiguous(), fv = vals.index_select(0, order).contiguous();
+  EntryRows rows(N);
+  const int64_t* ip = fi.data_ptr<int64_t>();
+  const float* vp = fv.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i)
+    if (vp[i] > 0.0f) rows[ip[i] / S].push_back({static_cast<int32_t>(ip[i] % S), {vp[i], 1}});
+  return flatten(rows);
+}
+
+// Standard (th == nullptr): every positive pre-activation of p [N, S]. JumpReLU: active where
+// pre > θ_j and pre > 0; a window-only entry where |pre − θ_j| < ε/2 otherwise.
+Entries threshold_entries(const float* pp, int64_t N, int64_t S, const float* th, float eps) {
+  const bool jump = th != nullptr;
+  EntryRows rows(N);
+  at::parallel_for(0, N, 16, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* p = pp + b * S;
+      for (int64_t j = 0; j < S; ++j) {
+        const float v = p[j];
+        if (!jump) {
+          if (v > 0.0f) rows[b].push_back({static_cast<int32_t>(j), {v, 1}});
+          continue;
+        }
+        const bool active = v > th[j] && v > 0.0f;
+        const bool window = std::fabs(v - th[j]) < 0.5f * eps;
+        if (active || window) rows[b].push_back({static_cast<int32_t>(j), {active ? v : 0.0f, uint8_t(active)}});
+      }
+    }
+  });
+  return flatten(rows);
+}
+
+// Which latents are active (and, for JumpReLU, within the STE window) given pre [N, S].
+// `theta` is exp(log θ) for JumpReLU (undefined otherwise).
+Entries active_entries(SaeArchitecture arch, const torch::Tensor& pre, int64_t k, const torch::Tensor& theta,
+                       float eps) {
+  const int64_t N = pre.size(0), S = pre.size(1);
+  const float* pp = pre.data_ptr<float>();
+  switch (arch) {
+    case SaeArchitecture::TopK:
+      return row_topk_entries(pp, N, S, k, nullptr);
+    case SaeArchitecture::BatchTopK:
+      return batch_topk_entries(pre, k);
+    case SaeArchitecture::Standard:
+    case SaeArchitecture::JumpReLU:
+      break;
+  }
+  return threshold_entries(pp, N, S, arch == SaeArchitecture::JumpReLU ? theta.data_ptr<float>() : nullptr, eps);
+}
+
+// st.mse, st.l0 and st.explained_variance of the reconstruction error err = x̂ − x; returns the
+// number of active entries.
+int64_t reconstruction_stats(const torch::Tensor& x, const torch::Tensor& err, const Entries& e, SaeStepStats& st) {
+  const int64_t N = x.size(0);
+  st.mse = err.pow(2).sum().item<double>() / N;
+  int64_t active = 0;
+  for (uint8_t l : e.live) active += l;
+  st.l0 = static_cast<double>(active) / N;
+  const double var = (x - x.mean(0)).pow(2).sum().item<double>();
+  st.explained_variance = var > 0 ? 1.0 - err.pow(2).sum().item<double>() / var : 0.0;
+  return active;
+}
+
+// st.sparsity_loss: standard λ Σ f_bj ‖W_dec_j‖ / N (returns the norms ‖W_dec_j‖ [S]); JumpReLU
+// λ·L0 (returns undefined, as for the TopK family, which has none).
+torch::Tensor sparsity_loss(SaeArchitecture arch, const Entries& e, const torch::Tensor& W_dec, double l1_coefficient,
+                            int64_t active, int64_t N, SaeStepStats& st) {
+  torch::Tensor dec_norm;
+  if (arch == SaeArchitecture::Standard) {
+    dec_norm = W_dec.norm(2, 1).contiguous();
+    const float* dn = dec_norm.data_ptr<float>();
+    double l1 = 0;
+    for (size_t o = 0; o < e.col.size(); ++o) l1 += double(e.act[o]) * dn[e.col[o]];
+    st.sparsity_loss = l1_coefficient * l1 / N;
+  }
+  if (arch == SaeArchitecture::JumpReLU) st.sparsity_loss = l1_coefficient * static_cast<double>(active) / N;
+  return dec_norm;
+}
+
+// AuxK (TopK family): the k_aux largest pre-activations among dead latents reconstruct the residual.
+struct AuxK {
+  Entries e;
+  torch::Tensor grad;  // [N, d] dL_aux/dê; undefined when no latent is dead
+};
+AuxK aux_k(const float* pp, int64_t N, int64_t S, const torch::Tensor& dead, const SaeStepOptions& opt,
+           const torch::Tensor& x, const torch::Tensor& x_hat, const torch::Tensor& W_dec, SaeStepStats& st) {
+  AuxK a;
+  const int64_t d = x.size(1);
+  const int64_t n_dead = dead.sum().item<int64_t>();
+  if (n_dead == 0) return a;
+  const int64_t k_aux0 = opt.k_aux > 0 ? opt.k_aux : std::max<int64_t>(1, d / 2);
+  const double scale = std::min(1.0, static_cast<double>(n_dead) / k_aux0);
+  const int64_t k_aux = std::min(k_aux0, n_dead);
+  std::vector<int32_t> dead_cols;
+  const bool* dp = dead.data_ptr<bool>();
+  for (int64_t j = 0; j < S; ++j)
+    if (dp[j]) dead_cols.push_back(static_cast<int32_t>(j));
+  a.e = row_topk_entries(pp, N, S, k_aux, &dead_cols);
+  const torch::Tensor e_hat = decode_entries(a.e, W_dec, nullptr, N);
+  const torch::Tensor diff = e_hat - (x - x_hat);  // residual e = x − x̂ held fixed
+  const double c = opt.aux_coefficient * scale;
+  st.aux_loss = c * diff.pow(2).sum().item<double>() / N;
+  a.grad = (diff * (2.0 * c / N)).contiguous();
+  return a;
+}
+
+// Raw views of one step's dense tensors for the backward loops.
+struct BackwardView {
+  int64_t N, d, S;
+  const float* pre;       // [N, S]
+  const float* grad_out;  // [N, d] dL/dx̂
+  const float* xc;        // [N, d] the encoder input
+  const float* W_dec;     // [S, d]
+  const float* dec_norm;  // [S] ‖W_dec_j‖ (standard) or nullptr
+  const float* theta;     // [S] θ (JumpReLU) or nullptr
+  const float* aux_grad;  // [N, d] dL_aux/dê or nullptr
+  float l1n;              // λ / N
+  float eps;              // JumpReLU bandwidth
+};
+
+// Per entry dL/df = g_b · W_dec_j (+ λ‖W_dec_j‖/N) into e.dpre (and the JumpReLU STE into
+// e.dtheta), row-parallel; AuxK entries: dL_aux/df into aux.dpre.
+void entry_backward(Entries& e, Entries& aux, const BackwardView& v) {
+  const int64_t d = v.d, S = v.S;
+  const float* gp = v.grad_out;
+  const float* wdp = v.W_dec;
+  const float* dn = v.dec_norm;
+  const float* th = v.theta;
+  const float* pp = v.pre;
+  const float l1n = v.l1n, eps = v.eps;
+  at::parallel_for(0, v.N, 16, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t o = e.ptr[b]; o < e.ptr[b + 1]; ++o) {
+        const int64_t j = e.col[o];
+        float df = dot(gp + b * d, wdp + j * d, d);
+        if (dn) df += l1n * dn[j];
+        e.dpre[o] = e.live[o] ? df : 0.0f;
+        if (th && std::fabs(pp[b * S + j] - th[j]) < 0.5f * eps) {
+          // JumpReLU STE (Rajamanoharan et al. 2024): ∂f/∂θ ≈ −(θ/ε)·K, ∂H/∂θ ≈ −(1/ε)·K, K = 1 in the window.
+          e.dtheta[o] = -(th[j] / eps) * df + -(l1n / eps);
+        }
+      }
+  });
+  if (v.aux_grad) {
+    const float* ag = v.aux_grad;
+    at::parallel_for(0, v.N, 16, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t o = aux.ptr[b]; o < aux.ptr[b + 1]; ++o) aux.dpre[o] = dot(ag + b * d, wdp + int64_t(aux.col[o]) * d, d);
+    });
+  }
+}
+
+// Gradient buffers reused across steps when the caller keeps `g` (every row is written later).
+void ensure_grad_buffers(SaeGrads& g, SaeArchitecture arch, int64_t S, int64_t d) {
+  const auto ensure = [](torch::Tensor& t, std::vector<int64_t> shape) {
+    if (!t.defined() || t.sizes() != at::IntArrayRef(shape)) t = torch::empty(shape);
+  };
+  ensure(g.W_encT, {S, d});
+  ensure(g.W_dec, {S, d});
+  ensure(g.b_enc, {S});
+  if (arch == SaeArchitecture::JumpReLU) ensure(g.log_threshold, {S});
+}
+
+// Per latent: decoder and encoder rows, b_enc, θ (column-parallel, no atomics) into g. Returns
+// the tokens on which each latent fired.
+std::vector<int64_t> latent_grads(const Entries& e, const Entries& aux, const BackwardView& v, SaeGrads& g) {
+  const int64_t d = v.d, S = v.S;
+  const ByColumn ce = by_column(e, S);
+  ByColumn ca;
+  if (v.aux_grad) ca = by_column(aux, S);
+  const float* gp = v.grad_out;
+  const float* xcp = v.xc;
+  const float* agp = v.aux_grad;
+  const float* wdp = v.W_dec;
+  const float* dn = v.dec_norm;
+  const float* th = v.theta;
+  const float l1n = v.l1n;
+  float* gwe = g.W_encT.data_ptr<float>();
+  float* gwd = g.W_dec.data_ptr<float>();
+  float* gbe = g.b_enc.data_ptr<float>();
+  float* glt = g.log_threshold.defined() ? g.log_threshold.data_ptr<float>() : nullptr;
+  std::vector<int64_t> fired(S, 0);  // tokens on which latent j fired
+  at::parallel_for(0, S, 64, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      float* we = gwe + j * d;
+      float* wd = gwd + j * d;
+      std::fill(we, we + d, 0.0f);
+      std::fill(wd, wd + d, 0.0f);
+      float be = 0, dth = 0, asum = 0;
+      for (int64_t q = ce.cptr[j]; q < ce.cptr[j + 1]; ++q) {
+        const int64_t o = ce.pos[q], b = ce.row[q];
+        if (e.act[o] != 0.0f) axpy(e.act[o], gp + b * d, wd, d);
+        if (e.dpre[o] != 0.0f) axpy(e.dpre[o], xcp + b * d, we, d);
+        be += e.dpre[o];
+        dth += e.dtheta[o];
+        asum += e.act[o];
+        fired[j] += e.live[o];
+      }
+      if (agp)
+        for (int64_t q = ca.cptr[j]; q < ca.cptr[j + 1]; ++q) {
+          const int64_t o = ca.pos[q], b = ca.row[q];
+          axpy(aux.act[o], agp + b * d, wd, d);
+          axpy(aux.dpre[o], xcp + b * d, we, d);
+          be += aux.dpre[o];
+        }
+      if (dn && dn[j] > 0) axpy(l1n * asum / dn[j], wdp + j * d, wd, d);  // ∂(λ f ‖W_dec_j‖)/∂W_dec_j
+      gbe[j] = be;
+      if (glt) glt[j] = dth * th[j];  // θ = exp(log θ)
+    }
+  });
+  return fired;
+}
+
+// Bookkeeping for apply(): firing counts [S] (float), tokens, and (BatchTopK) the smallest
+// selected activation.
+void record_firing(SaeGrads& g, SaeArchitecture arch, const std::vector<int64_t>& fired, const Entries& e, int64_t N) {
+  const int64_t S = static_cast<int64_t>(fired.size());
+  g.fired = torch::empty({S});
+  for (int64_t j = 0; j < S; ++j) g.fired.data_ptr<float>()[j] = static_cast<float>(fired[j]);
+  g.tokens = N;
+  g.min_act = -1;
+  if (arch == SaeArchitecture::BatchTopK && !e.act.empty()) {
+    float mn = INFINITY;
+    for (float a : e.act)
+      if (a > 0.0f) mn = std::min(mn, a);
+    g.min_act = std::isfinite(mn) ? mn : -1.0;
+  }
+}
+
 }  // namespace
 
 SaeTrainingState::SaeTrainingState(models::SaeConfig cfg, SaeStepOptions opt) : cfg_(std::move(cfg)), opt_(opt) {
@@ -203,191 +440,45 @@ SaeStepStats SaeTrainingState::compute_grads(const torch::Tensor& x_raw, SaeGrad
   const float* pp = pre.data_ptr<float>();
 
   // --- which latents are active (and, for JumpReLU, within the STE window) ---
-  Entries e;
   const float eps = static_cast<float>(opt_.jumprelu_bandwidth);
   torch::Tensor theta;
-  switch (arch) {
-    case SaeArchitecture::TopK: {
-      e = row_topk_entries(pp, N, S, cfg_.k, nullptr);
-      break;
-    }
-    case SaeArchitecture::BatchTopK: {
-      const int64_t n = std::min<int64_t>(cfg_.k * N, N * S);
-      auto [vals, flat] = torch::relu(pre).flatten().topk(n, /*dim=*/-1, /*largest=*/true, /*sorted=*/false);
-      torch::Tensor order = flat.argsort();
-      torch::Tensor fi = flat.index_select(0, order).contiguous(), fv = vals.index_select(0, order).contiguous();
-      std::vector<std::vector<std::pair<int32_t, std::pair<float, uint8_t>>>> rows(N);
-      const int64_t* ip = fi.data_ptr<int64_t>();
-      const float* vp = fv.data_ptr<float>();
-      for (int64_t i = 0; i < n; ++i)
-        if (vp[i] > 0.0f) rows[ip[i] / S].push_back({static_cast<int32_t>(ip[i] % S), {vp[i], 1}});
-      e = flatten(rows);
-      break;
-    }
-    case SaeArchitecture::Standard:
-    case SaeArchitecture::JumpReLU: {
-      const bool jump = arch == SaeArchitecture::JumpReLU;
-      if (jump) theta = log_threshold.exp().contiguous();
-      const float* th = jump ? theta.data_ptr<float>() : nullptr;
-      std::vector<std::vector<std::pair<int32_t, std::pair<float, uint8_t>>>> rows(N);
-      at::parallel_for(0, N, 16, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-          const float* p = pp + b * S;
-          for (int64_t j = 0; j < S; ++j) {
-            const float v = p[j];
-            if (!jump) {
-              if (v > 0.0f) rows[b].push_back({static_cast<int32_t>(j), {v, 1}});
-              continue;
-            }
-            const bool active = v > th[j] && v > 0.0f;
-            const bool window = std::fabs(v - th[j]) < 0.5f * eps;
-            if (active || window) rows[b].push_back({static_cast<int32_t>(j), {active ? v : 0.0f, uint8_t(active)}});
-          }
-        }
-      });
-      e = flatten(rows);
-      break;
-    }
-  }
+  if (arch == SaeArchitecture::JumpReLU) theta = log_threshold.exp().contiguous();
+  Entries e = active_entries(arch, pre, cfg_.k, theta, eps);
 
   // --- forward: sparse decode, losses ---
   const torch::Tensor x_hat = decode_entries(e, W_dec, &b_dec, N);
   const torch::Tensor err = x_hat - x;  // [N, d]
   SaeStepStats st;
-  st.mse = err.pow(2).sum().item<double>() / N;
-  int64_t active = 0;
-  for (uint8_t l : e.live) active += l;
-  st.l0 = static_cast<double>(active) / N;
-  const double var = (x - x.mean(0)).pow(2).sum().item<double>();
-  st.explained_variance = var > 0 ? 1.0 - err.pow(2).sum().item<double>() / var : 0.0;
-
-  torch::Tensor dec_norm;  // [S] ‖W_dec_j‖ (standard)
-  if (arch == SaeArchitecture::Standard) {
-    dec_norm = W_dec.norm(2, 1).contiguous();
-    const float* dn = dec_norm.data_ptr<float>();
-    double l1 = 0;
-    for (size_t o = 0; o < e.col.size(); ++o) l1 += double(e.act[o]) * dn[e.col[o]];
-    st.sparsity_loss = opt_.l1_coefficient * l1 / N;
-  }
-  if (arch == SaeArchitecture::JumpReLU) st.sparsity_loss = opt_.l1_coefficient * static_cast<double>(active) / N;
-
-  // AuxK: the k_aux largest pre-activations among dead latents reconstruct the residual.
-  Entries aux;
-  torch::Tensor aux_grad;  // [N, d] dL_aux/dê
+  const int64_t active = reconstruction_stats(x, err, e, st);
+  const torch::Tensor dec_norm = sparsity_loss(arch, e, W_dec, opt_.l1_coefficient, active, N, st);
+  AuxK aux;
   const bool topk_family = arch == SaeArchitecture::TopK || arch == SaeArchitecture::BatchTopK;
-  if (topk_family && opt_.aux_coefficient > 0) {
-    const torch::Tensor dead = since_fired_ >= opt_.dead_tokens;  // [S] bool
-    const int64_t n_dead = dead.sum().item<int64_t>();
-    if (n_dead > 0) {
-      const int64_t k_aux0 = opt_.k_aux > 0 ? opt_.k_aux : std::max<int64_t>(1, d / 2);
-      const double scale = std::min(1.0, static_cast<double>(n_dead) / k_aux0);
-      const int64_t k_aux = std::min(k_aux0, n_dead);
-      std::vector<int32_t> dead_cols;
-      const bool* dp = dead.data_ptr<bool>();
-      for (int64_t j = 0; j < S; ++j)
-        if (dp[j]) dead_cols.push_back(static_cast<int32_t>(j));
-      aux = row_topk_entries(pp, N, S, k_aux, &dead_cols);
-      const torch::Tensor e_hat = decode_entries(aux, W_dec, nullptr, N);
-      const torch::Tensor diff = e_hat - (x - x_hat);  // residual e = x − x̂ held fixed
-      const double c = opt_.aux_coefficient * scale;
-      st.aux_loss = c * diff.pow(2).sum().item<double>() / N;
-      aux_grad = (diff * (2.0 * c / N)).contiguous();
-    }
-  }
+  if (topk_family && opt_.aux_coefficient > 0)
+    aux = aux_k(pp, N, S, since_fired_ >= opt_.dead_tokens, opt_, x, x_hat, W_dec, st);
   st.loss = st.mse + st.sparsity_loss + st.aux_loss;
 
-  // --- backward: per entry dL/df = g_b · W_dec_j (+ λ‖W_dec_j‖/N), row-parallel ---
+  // --- backward: per entry, then per latent ---
   const torch::Tensor grad_out = (err * (2.0 / N)).contiguous();  // [N, d] dL/dx̂
-  const float* gp = grad_out.data_ptr<float>();
-  const float* wdp = W_dec.data_ptr<float>();
-  const float* dn = dec_norm.defined() ? dec_norm.data_ptr<float>() : nullptr;
-  const float* th = theta.defined() ? theta.data_ptr<float>() : nullptr;
-  const float l1n = static_cast<float>(opt_.l1_coefficient / N);
-  at::parallel_for(0, N, 16, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
-      for (int64_t o = e.ptr[b]; o < e.ptr[b + 1]; ++o) {
-        const int64_t j = e.col[o];
-        float df = dot(gp + b * d, wdp + j * d, d);
-        if (dn) df += l1n * dn[j];
-        e.dpre[o] = e.live[o] ? df : 0.0f;
-        if (th && std::fabs(pp[b * S + j] - th[j]) < 0.5f * eps) {
-          // JumpReLU STE (Rajamanoharan et al. 2024): ∂f/∂θ ≈ −(θ/ε)·K, ∂H/∂θ ≈ −(1/ε)·K, K = 1 in the window.
-          e.dtheta[o] = -(th[j] / eps) * df + -(l1n / eps);
-        }
-      }
-  });
-  if (aux_grad.defined()) {
-    const float* ag = aux_grad.data_ptr<float>();
-    at::parallel_for(0, N, 16, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b)
-        for (int64_t o = aux.ptr[b]; o < aux.ptr[b + 1]; ++o) aux.dpre[o] = dot(ag + b * d, wdp + int64_t(aux.col[o]) * d, d);
-    });
-  }
-
-  // --- per latent: decoder and encoder rows, b_enc, θ (column-parallel, no atomics) ---
-  // Gradient buffers reused across steps when the caller keeps `g` (every row is written below).
-  const auto ensure = [](torch::Tensor& t, std::vector<int64_t> shape) {
-    if (!t.defined() || t.sizes() != at::IntArrayRef(shape)) t = torch::empty(shape);
-  };
-  ensure(g.W_encT, {S, d});
-  ensure(g.W_dec, {S, d});
-  ensure(g.b_enc, {S});
-  if (arch == SaeArchitecture::JumpReLU) ensure(g.log_threshold, {S});
-  const ByColumn ce = by_column(e, S);
-  ByColumn ca;
-  if (aux_grad.defined()) ca = by_column(aux, S);
-  const float* xcp = xc.data_ptr<float>();
-  const float* agp = aux_grad.defined() ? aux_grad.data_ptr<float>() : nullptr;
-  float* gwe = g.W_encT.data_ptr<float>();
-  float* gwd = g.W_dec.data_ptr<float>();
-  float* gbe = g.b_enc.data_ptr<float>();
-  float* glt = g.log_threshold.defined() ? g.log_threshold.data_ptr<float>() : nullptr;
-  std::vector<int64_t> fired(S, 0);  // tokens on which latent j fired
-  at::parallel_for(0, S, 64, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) {
-      float* we = gwe + j * d;
-      float* wd = gwd + j * d;
-      std::fill(we, we + d, 0.0f);
-      std::fill(wd, wd + d, 0.0f);
-      float be = 0, dth = 0, asum = 0;
-      for (int64_t q = ce.cptr[j]; q < ce.cptr[j + 1]; ++q) {
-        const int64_t o = ce.pos[q], b = ce.row[q];
-        if (e.act[o] != 0.0f) axpy(e.act[o], gp + b * d, wd, d);
-        if (e.dpre[o] != 0.0f) axpy(e.dpre[o], xcp + b * d, we, d);
-        be += e.dpre[o];
-        dth += e.dtheta[o];
-        asum += e.act[o];
-        fired[j] += e.live[o];
-      }
-      if (agp)
-        for (int64_t q = ca.cptr[j]; q < ca.cptr[j + 1]; ++q) {
-          const int64_t o = ca.pos[q], b = ca.row[q];
-          axpy(aux.act[o], agp + b * d, wd, d);
-          axpy(aux.dpre[o], xcp + b * d, we, d);
-          be += aux.dpre[o];
-        }
-      if (dn && dn[j] > 0) axpy(l1n * asum / dn[j], wdp + j * d, wd, d);  // ∂(λ f ‖W_dec_j‖)/∂W_dec_j
-      gbe[j] = be;
-      if (glt) glt[j] = dth * th[j];  // θ = exp(log θ)
-    }
-  });
+  BackwardView v;
+  v.N = N, v.d = d, v.S = S;
+  v.pre = pp;
+  v.grad_out = grad_out.data_ptr<float>();
+  v.xc = xc.data_ptr<float>();
+  v.W_dec = W_dec.data_ptr<float>();
+  v.dec_norm = dec_norm.defined() ? dec_norm.data_ptr<float>() : nullptr;
+  v.theta = theta.defined() ? theta.data_ptr<float>() : nullptr;
+  v.aux_grad = aux.grad.defined() ? aux.grad.data_ptr<float>() : nullptr;
+  v.l1n = static_cast<float>(opt_.l1_coefficient / N);
+  v.eps = eps;
+  entry_backward(e, aux.e, v);
+  ensure_grad_buffers(g, arch, S, d);
+  const std::vector<int64_t> fired = latent_grads(e, aux.e, v, g);
   for (int64_t j = 0; j < S; ++j) st.fired_latents += fired[j] > 0;
   // b_dec: decoder bias Σ_b g_b, minus the encoder-input path Σ_j (∂L/∂b_enc_j) · W_enc_j.
   torch::Tensor gbd = grad_out.sum(0);
   if (cfg_.apply_b_dec_to_input) gbd = gbd - models::gemm::mm(g.b_enc.unsqueeze(0), W_encT).squeeze(0);
   g.b_dec = gbd.contiguous();
-
-  // Bookkeeping for apply().
-  g.fired = torch::empty({S});
-  for (int64_t j = 0; j < S; ++j) g.fired.data_ptr<float>()[j] = static_cast<float>(fired[j]);
-  g.tokens = N;
-  g.min_act = -1;
-  if (arch == SaeArchitecture::BatchTopK && !e.act.empty()) {
-    float mn = INFINITY;
-    for (float a : e.act)
-      if (a > 0.0f) mn = std::min(mn, a);
-    g.min_act = std::isfinite(mn) ? mn : -1.0;
-  }
+  record_firing(g, arch, fired, e, N);
   return st;
 }
 

@@ -107,16 +107,7 @@ void save_sae_checkpoint(const std::string& root, const Checkpoint& c, const std
   const json j = {{"format", kSaeStateFormat},  {"step", c.step},           {"tokens", c.tokens},
                   {"elapsed_s", c.elapsed_s},    {"store_round", c.store.round}, {"store_batch", c.store.batch}};
   write_file_atomic(tmp + "/state.json", j.dump(2) + "\n");  // last: marks the dir complete
-  fsync_dir(tmp);
-  if (fs::exists(final_dir)) {
-    const std::string old = final_dir + ".old-" + std::to_string(::getpid());
-    fs::rename(final_dir, old);
-    fs::remove_all(old);
-  }
-  fs::rename(tmp, final_dir);
-  fsync_dir(root);
-  auto all = list_checkpoints(root);
-  for (size_t i = 0; i + static_cast<size_t>(std::max<int64_t>(keep, 1)) < all.size(); ++i) fs::remove_all(all[i]);
+  commit_checkpoint_dir(root, tmp, final_dir, keep);
 }
 
 Checkpoint load_sae_checkpoint(const std::string& dir, std::vector<SaeTrainingState>& states) {
@@ -139,15 +130,10 @@ Checkpoint load_sae_checkpoint(const std::string& dir, std::vector<SaeTrainingSt
   return c;
 }
 
-}  // namespace
-
-SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
-  const auto t_start = std::chrono::steady_clock::now();
-  // --- everything that can be wrong with the inputs fails before anything is written ---
+// Inputs that can be wrong fail before anything is loaded or written. Returns the step count.
+int64_t checked_total_steps(const SaeTrainOptions& opt, int world) {
   if (opt.out_dir.empty()) fail("out: an output directory is needed");
   if (opt.batch_tokens < 1) fail("batch_tokens: must be >= 1, got " + std::to_string(opt.batch_tokens));
-  const int world = std::max(1, opt.world_size);
-  const bool root = opt.rank == 0;
   if (opt.batch_tokens % world != 0)
     fail("batch_tokens: " + std::to_string(opt.batch_tokens) + " is not a multiple of the " + std::to_string(world) +
          " data-parallel processes");
@@ -155,9 +141,16 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
   if (total_steps < 1)
     fail("tokens: " + std::to_string(opt.tokens) + " is less than one batch of " + std::to_string(opt.batch_tokens) +
          " (zero training tokens)");
-  models::LoadedModel lm = models::load_model_dir(opt.model_dir);
+  return total_steps;
+}
+
+models::LoadedModel load_eval_model(const std::string& dir) {
+  models::LoadedModel lm = models::load_model_dir(dir);
   lm.model->eval();
-  auto shard = std::make_shared<const data::TokenShard>(shard_path(opt.data_dir));
+  return lm;
+}
+
+ActivationStoreOptions store_options(const SaeTrainOptions& opt, int world) {
   ActivationStoreOptions so;
   so.hooks = opt.hooks;
   so.hook_head_index = opt.hook_head_index;
@@ -167,9 +160,12 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
   so.world_size = world;
   so.round_batches = opt.round_batches;
   so.seed = opt.seed;
-  ActivationStore store(lm.model, shard, lm.vocab_map, so);
-  const std::vector<std::string>& hooks = store.hooks();
+  return so;
+}
 
+// One (uninitialised) training state per hook of the store.
+std::vector<SaeTrainingState> make_states(const SaeTrainOptions& opt, const ActivationStore& store) {
+  const std::vector<std::string>& hooks = store.hooks();
   std::vector<SaeTrainingState> states;
   std::string model_name = fs::path(opt.model_dir).filename().string();
   if (model_name.empty()) model_name = fs::path(opt.model_dir).parent_path().filename().string();
@@ -188,168 +184,239 @@ SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) {
     models::validate_sae_config(c, "sae train (" + hooks[i] + ")");
     states.emplace_back(c, opt.step);
   }
+  return states;
+}
 
-  std::unique_ptr<DataParallel> dp;
-  if (world > 1) dp = std::make_unique<DataParallel>(opt.rank, world, opt.master);
+// One run of run_sae_training: setup in the constructor (same order as the inputs are checked,
+// loaded and built), then the run directory, the step loop, logging, checkpoints, export.
+class SaeRun {
+ public:
+  explicit SaeRun(const SaeTrainOptions& opt)
+      : opt_(opt),
+        t_start_(std::chrono::steady_clock::now()),
+        world_(std::max(1, opt.world_size)),
+        root_(opt.rank == 0),
+        total_steps_(checked_total_steps(opt, world_)),
+        lm_(load_eval_model(opt.model_dir)),
+        shard_(std::make_shared<const data::TokenShard>(shard_path(opt.data_dir))),
+        store_(lm_.model, shard_, lm_.vocab_map, store_options(opt, world_)),
+        hooks_(store_.hooks()),
+        states_(make_states(opt, store_)),
+        ckpt_root_(opt.out_dir + "/checkpoints"),
+        metrics_path_(opt.out_dir + "/metrics.jsonl"),
+        cfg_path_(opt.out_dir + "/sae_train_config.json") {
+    if (world_ > 1) dp_ = std::make_unique<DataParallel>(opt.rank, world_, opt.master);
+  }
 
-  // Rank 0's whole state of SAE i into every rank (after steps that read a rank's own batch).
-  auto sync_from_root = [&](size_t i) {
-    if (!dp) return;
-    std::map<std::string, torch::Tensor> t = states[i].tensors();
-    std::vector<torch::Tensor> ts;
-    for (auto& [n, v] : t) ts.push_back(v.clone());
-    dp->broadcast_from_root(ts);
-    size_t q = 0;
-    for (auto& [n, v] : t) v = ts[q++];
-    states[i].load_tensors(t, "data-parallel broadcast");
-  };
+  SaeTrainSummary run();
 
-  // --- run directory ---
-  const std::string ckpt_root = opt.out_dir + "/checkpoints";
-  const std::string metrics_path = opt.out_dir + "/metrics.jsonl";
-  const std::string cfg_path = opt.out_dir + "/sae_train_config.json";
-  const json cfg_json = run_config(opt, hooks);
-  Checkpoint ck;
+ private:
+  void sync_from_root(size_t i);
+  void open_run_dir();
+  std::vector<SaeStepStats> train_step(const std::vector<torch::Tensor>& batches);
+  void resample(const std::vector<torch::Tensor>& batches, int64_t step);
+  void log_metrics(int64_t step, const std::vector<SaeStepStats>& st, double loop_s);
+  void checkpoint(int64_t step);
+  SaeTrainSummary finish(int64_t step, double loop_s);
+
+  const SaeTrainOptions& opt_;
+  const std::chrono::steady_clock::time_point t_start_;
+  const int world_;
+  const bool root_;
+  const int64_t total_steps_;
+  models::LoadedModel lm_;
+  std::shared_ptr<const data::TokenShard> shard_;
+  ActivationStore store_;
+  const std::vector<std::string>& hooks_;
+  std::vector<SaeTrainingState> states_;
+  std::unique_ptr<DataParallel> dp_;
+  const std::string ckpt_root_, metrics_path_, cfg_path_;
+  Checkpoint ck_;
+  std::ofstream metrics_;
+  SaeTrainSummary sum_;
+  int64_t resampled_ = 0;
+  int64_t first_step_ = 0;
+  std::vector<SaeGrads> grads_;  // buffers reused across steps
+};
+
+// Rank 0's whole state of SAE i into every rank (after steps that read a rank's own batch).
+void SaeRun::sync_from_root(size_t i) {
+  if (!dp_) return;
+  std::map<std::string, torch::Tensor> t = states_[i].tensors();
+  std::vector<torch::Tensor> ts;
+  for (auto& [n, v] : t) ts.push_back(v.clone());
+  dp_->broadcast_from_root(ts);
+  size_t q = 0;
+  for (auto& [n, v] : t) v = ts[q++];
+  states_[i].load_tensors(t, "data-parallel broadcast");
+}
+
+// Fresh run: config, empty metrics, initialised SAEs. Resume: the same config, the latest
+// checkpoint's SAEs and store position, metrics cut back to it. Then metrics opened to append.
+void SaeRun::open_run_dir() {
+  const json cfg_json = run_config(opt_, hooks_);
   bool resumed = false;
-  if (opt.resume) {
-    if (!file_exists(cfg_path)) fail(opt.out_dir + ": nothing to resume (no sae_train_config.json)");
-    const json old = json_fields::parse_file(cfg_path);
+  if (opt_.resume) {
+    if (!file_exists(cfg_path_)) fail(opt_.out_dir + ": nothing to resume (no sae_train_config.json)");
+    const json old = json_fields::parse_file(cfg_path_);
     for (auto it = cfg_json.begin(); it != cfg_json.end(); ++it)
       if (!old.contains(it.key()) || old[it.key()] != it.value())
-        fail(cfg_path + ": field '" + it.key() + "' was " + (old.contains(it.key()) ? old[it.key()].dump() : "absent") +
+        fail(cfg_path_ + ": field '" + it.key() + "' was " + (old.contains(it.key()) ? old[it.key()].dump() : "absent") +
              ", this run asks " + it.value().dump() + " (a resume continues the same run)");
-    if (auto latest = latest_checkpoint(ckpt_root)) {
-      ck = load_sae_checkpoint(*latest, states);
+    if (auto latest = latest_checkpoint(ckpt_root_)) {
+      ck_ = load_sae_checkpoint(*latest, states_);
       resumed = true;
-      if (root) truncate_metrics(metrics_path, ck.step);
+      if (root_) truncate_metrics(metrics_path_, ck_.step);
     }
   }
-  if (root) make_dirs(opt.out_dir);
+  if (root_) make_dirs(opt_.out_dir);
   if (!resumed) {
-    if (root) {
-      write_file_atomic(cfg_path, cfg_json.dump(2) + "\n");
-      write_file_atomic(metrics_path, "");
+    if (root_) {
+      write_file_atomic(cfg_path_, cfg_json.dump(2) + "\n");
+      write_file_atomic(metrics_path_, "");
     }
-    const std::vector<torch::Tensor>& sample = store.round(0);
-    for (size_t i = 0; i < states.size(); ++i) {
-      states[i].init(sample[i], opt.seed + i, opt.geometric_median);
+    const std::vector<torch::Tensor>& sample = store_.round(0);
+    for (size_t i = 0; i < states_.size(); ++i) {
+      states_[i].init(sample[i], opt_.seed + i, opt_.geometric_median);
       sync_from_root(i);  // every rank starts from rank 0's initialisation
     }
   } else {
-    store.set_state(ck.store);
+    store_.set_state(ck_.store);
   }
-  std::ofstream metrics;
-  if (root) {
-    metrics.open(metrics_path, std::ios::app);
-    if (!metrics) fail(metrics_path + ": cannot open for appending");
+  if (root_) {
+    metrics_.open(metrics_path_, std::ios::app);
+    if (!metrics_) fail(metrics_path_ + ": cannot open for appending");
   }
+}
 
-  const int64_t every = opt.checkpoint_every > 0 ? opt.checkpoint_every : std::max<int64_t>(1, total_steps / 10);
-  std::optional<ProgressBar> bar;
-  if (opt.progress && root)
-    bar.emplace("sae " + std::string(models::sae_architecture_name(opt.architecture)),
-                static_cast<double>(total_steps * opt.batch_tokens), "tok");
-  SaeTrainSummary sum;
-  sum.l0.assign(hooks.size(), 0);
-  sum.explained_variance.assign(hooks.size(), 0);
-  sum.dead_fraction.assign(hooks.size(), 0);
-  const int64_t resample_every = opt.architecture != models::SaeArchitecture::Standard ? 0
-                                 : opt.resample_every >= 0                             ? opt.resample_every
-                                                                                       : std::max<int64_t>(1, total_steps / 8);
-  int64_t resampled = 0;
-  std::vector<SaeGrads> grads(hooks.size());  // buffers reused across steps
-  const auto t_loop = std::chrono::steady_clock::now();
-  const int64_t first_step = ck.step;
-  int64_t step = ck.step;
-  while (step < total_steps) {
-    const std::vector<torch::Tensor> batches = store.next();
-    std::vector<SaeStepStats> st(hooks.size());
-    for (size_t i = 0; i < hooks.size(); ++i) {
-      SaeGrads& g = grads[i];
-      st[i] = states[i].compute_grads(batches[i], g);
-      if (dp) {  // the mean gradient of the global batch; firing counts and tokens summed
-        std::vector<torch::Tensor> ts = {g.W_encT, g.W_dec, g.b_enc, g.b_dec, g.fired};
-        if (g.log_threshold.defined()) ts.push_back(g.log_threshold);
-        std::vector<double> ex = {st[i].loss, st[i].mse, st[i].sparsity_loss, st[i].aux_loss, st[i].l0,
-                                  st[i].explained_variance, g.min_act};
-        dp->average(ts, ex);
-        g.fired.mul_(static_cast<double>(world));
-        g.tokens *= world;
-        st[i].loss = ex[0], st[i].mse = ex[1], st[i].sparsity_loss = ex[2], st[i].aux_loss = ex[3];
-        st[i].l0 = ex[4], st[i].explained_variance = ex[5], g.min_act = ex[6];
-      }
-      states[i].apply(g);
+// Gradients of every SAE on its batch (averaged over ranks), then the update.
+std::vector<SaeStepStats> SaeRun::train_step(const std::vector<torch::Tensor>& batches) {
+  std::vector<SaeStepStats> st(hooks_.size());
+  for (size_t i = 0; i < hooks_.size(); ++i) {
+    SaeGrads& g = grads_[i];
+    st[i] = states_[i].compute_grads(batches[i], g);
+    if (dp_) {  // the mean gradient of the global batch; firing counts and tokens summed
+      std::vector<torch::Tensor> ts = {g.W_encT, g.W_dec, g.b_enc, g.b_dec, g.fired};
+      if (g.log_threshold.defined()) ts.push_back(g.log_threshold);
+      std::vector<double> ex = {st[i].loss, st[i].mse, st[i].sparsity_loss, st[i].aux_loss, st[i].l0,
+                                st[i].explained_variance, g.min_act};
+      dp_->average(ts, ex);
+      g.fired.mul_(static_cast<double>(world_));
+      g.tokens *= world_;
+      st[i].loss = ex[0], st[i].mse = ex[1], st[i].sparsity_loss = ex[2], st[i].aux_loss = ex[3];
+      st[i].l0 = ex[4], st[i].explained_variance = ex[5], g.min_act = ex[6];
     }
+    states_[i].apply(g);
+  }
+  return st;
+}
+
+void SaeRun::resample(const std::vector<torch::Tensor>& batches, int64_t step) {
+  for (size_t i = 0; i < hooks_.size(); ++i) {
+    resampled_ += states_[i].resample_dead(batches[i], splitmix64(opt_.seed + 1000003ull * i) + static_cast<uint64_t>(step));
+    sync_from_root(i);
+  }
+}
+
+void SaeRun::log_metrics(int64_t step, const std::vector<SaeStepStats>& st, double loop_s) {
+  for (size_t i = 0; i < hooks_.size(); ++i) {
+    json m = {{"step", step},
+              {"tokens", ck_.tokens},
+              {"hook", hooks_[i]},
+              {"loss", st[i].loss},
+              {"mse", st[i].mse},
+              {"sparsity_loss", st[i].sparsity_loss},
+              {"aux_loss", st[i].aux_loss},
+              {"l0", st[i].l0},
+              {"explained_variance", st[i].explained_variance},
+              {"dead_fraction", sum_.dead_fraction[i]},
+              {"resampled_total", resampled_},
+              {"tokens_per_s", loop_s > 0 ? (step - first_step_) * opt_.batch_tokens / loop_s : 0.0}};
+    metrics_ << m.dump() << "\n";
+  }
+  metrics_.flush();
+}
+
+// elapsed_s holds the time of earlier sessions: this session's time is added for the save only.
+void SaeRun::checkpoint(int64_t step) {
+  ck_.step = step;
+  ck_.store = store_.state();
+  ck_.elapsed_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count();
+  save_sae_checkpoint(ckpt_root_, ck_, states_, opt_.keep_checkpoints);
+  ck_.elapsed_s -= std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count();
+}
+
+// Exports the SAEs and writes summary.json (rank 0).
+SaeTrainSummary SaeRun::finish(int64_t step, double loop_s) {
+  for (size_t i = 0; i < hooks_.size(); ++i) {
+    const std::string dir = sae_dir_for(opt_.out_dir, hooks_, hooks_[i]);
+    if (root_) models::save_sae(states_[i].export_sae(), dir);
+    sum_.sae_dirs.push_back(dir);
+  }
+  sum_.steps = step;
+  sum_.tokens = ck_.tokens;
+  sum_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count();
+  sum_.tokens_per_s = loop_s > 0 ? (step - first_step_) * opt_.batch_tokens / loop_s : 0.0;
+  json s = {{"steps", sum_.steps},       {"tokens", sum_.tokens}, {"tokens_per_s", sum_.tokens_per_s},
+            {"sae_dirs", sum_.sae_dirs}, {"hooks", hooks_},       {"l0_last_batch", sum_.l0},
+            {"explained_variance_last_batch", sum_.explained_variance}, {"dead_fraction", sum_.dead_fraction}};
+  if (root_) write_file_atomic(opt_.out_dir + "/summary.json", s.dump(2) + "\n");
+  if (dp_) dp_->barrier();
+  return sum_;
+}
+
+SaeTrainSummary SaeRun::run() {
+  open_run_dir();
+  const int64_t every = opt_.checkpoint_every > 0 ? opt_.checkpoint_every : std::max<int64_t>(1, total_steps_ / 10);
+  std::optional<ProgressBar> bar;
+  if (opt_.progress && root_)
+    bar.emplace("sae " + std::string(models::sae_architecture_name(opt_.architecture)),
+                static_cast<double>(total_steps_ * opt_.batch_tokens), "tok");
+  sum_.l0.assign(hooks_.size(), 0);
+  sum_.explained_variance.assign(hooks_.size(), 0);
+  sum_.dead_fraction.assign(hooks_.size(), 0);
+  const int64_t resample_every = opt_.architecture != models::SaeArchitecture::Standard ? 0
+                                 : opt_.resample_every >= 0                             ? opt_.resample_every
+                                                                                        : std::max<int64_t>(1, total_steps_ / 8);
+  grads_.assign(hooks_.size(), SaeGrads());
+  const auto t_loop = std::chrono::steady_clock::now();
+  first_step_ = ck_.step;
+  int64_t step = ck_.step;
+  while (step < total_steps_) {
+    const std::vector<torch::Tensor> batches = store_.next();
+    const std::vector<SaeStepStats> st = train_step(batches);
     ++step;
-    if (resample_every > 0 && step % resample_every == 0 && step <= total_steps * 3 / 4)
-      for (size_t i = 0; i < hooks.size(); ++i) {
-        resampled += states[i].resample_dead(batches[i], splitmix64(opt.seed + 1000003ull * i) + static_cast<uint64_t>(step));
-        sync_from_root(i);
-      }
-    ck.tokens += opt.batch_tokens;
-    for (size_t i = 0; i < hooks.size(); ++i) {
-      sum.l0[i] = st[i].l0;
-      sum.explained_variance[i] = st[i].explained_variance;
-      sum.dead_fraction[i] = states[i].dead_fraction();
+    if (resample_every > 0 && step % resample_every == 0 && step <= total_steps_ * 3 / 4) resample(batches, step);
+    ck_.tokens += opt_.batch_tokens;
+    for (size_t i = 0; i < hooks_.size(); ++i) {
+      sum_.l0[i] = st[i].l0;
+      sum_.explained_variance[i] = st[i].explained_variance;
+      sum_.dead_fraction[i] = states_[i].dead_fraction();
     }
     const double loop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_loop).count();
-    if (root && (step % opt.log_every == 0 || step == total_steps)) {
-      for (size_t i = 0; i < hooks.size(); ++i) {
-        json m = {{"step", step},
-                  {"tokens", ck.tokens},
-                  {"hook", hooks[i]},
-                  {"loss", st[i].loss},
-                  {"mse", st[i].mse},
-                  {"sparsity_loss", st[i].sparsity_loss},
-                  {"aux_loss", st[i].aux_loss},
-                  {"l0", st[i].l0},
-                  {"explained_variance", st[i].explained_variance},
-                  {"dead_fraction", sum.dead_fraction[i]},
-                  {"resampled_total", resampled},
-                  {"tokens_per_s", loop_s > 0 ? (step - first_step) * opt.batch_tokens / loop_s : 0.0}};
-        metrics << m.dump() << "\n";
-      }
-      metrics.flush();
-    }
+    if (root_ && (step % opt_.log_every == 0 || step == total_steps_)) log_metrics(step, st, loop_s);
     if (bar) {
       char extra[160];
       std::snprintf(extra, sizeof extra, "L0 %.1f  EV %.3f  dead %.3f", st[0].l0, st[0].explained_variance,
-                    sum.dead_fraction[0]);
-      bar->update(static_cast<double>(step * opt.batch_tokens), extra);
+                    sum_.dead_fraction[0]);
+      bar->update(static_cast<double>(step * opt_.batch_tokens), extra);
     }
-    const bool stop = opt.stop_after >= 0 && step >= opt.stop_after;
-    if (root && (step % every == 0 || step == total_steps || stop)) {
-      ck.step = step;
-      ck.store = store.state();
-      ck.elapsed_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-      save_sae_checkpoint(ckpt_root, ck, states, opt.keep_checkpoints);
-      ck.elapsed_s -= std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-    }
-    if (stop && step < total_steps) {
+    const bool stop = opt_.stop_after >= 0 && step >= opt_.stop_after;
+    if (root_ && (step % every == 0 || step == total_steps_ || stop)) checkpoint(step);
+    if (stop && step < total_steps_) {
       if (bar) bar->finish("stopped at step " + std::to_string(step));
-      sum.steps = step;
-      sum.tokens = ck.tokens;
-      return sum;
+      sum_.steps = step;
+      sum_.tokens = ck_.tokens;
+      return sum_;
     }
   }
   if (bar) bar->finish();
   const double loop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_loop).count();
-
-  for (size_t i = 0; i < hooks.size(); ++i) {
-    const std::string dir = sae_dir_for(opt.out_dir, hooks, hooks[i]);
-    if (root) models::save_sae(states[i].export_sae(), dir);
-    sum.sae_dirs.push_back(dir);
-  }
-  sum.steps = step;
-  sum.tokens = ck.tokens;
-  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  sum.tokens_per_s = loop_s > 0 ? (step - first_step) * opt.batch_tokens / loop_s : 0.0;
-  json s = {{"steps", sum.steps},       {"tokens", sum.tokens}, {"tokens_per_s", sum.tokens_per_s},
-            {"sae_dirs", sum.sae_dirs}, {"hooks", hooks},       {"l0_last_batch", sum.l0},
-            {"explained_variance_last_batch", sum.explained_variance}, {"dead_fraction", sum.dead_fraction}};
-  if (root) write_file_atomic(opt.out_dir + "/summary.json", s.dump(2) + "\n");
-  if (dp) dp->barrier();
-  return sum;
+  return finish(step, loop_s);
 }
+
+}  // namespace
+
+SaeTrainSummary run_sae_training(const SaeTrainOptions& opt) { return SaeRun(opt).run(); }
 
 }  // namespace circuitlab::train
