@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's main job on the embedded default corpus (called by `./run demo`).
-# Phases: prepare the default corpus -> train attn0l, attn1l, attn2l and the lab model (`lab`: GPT-2
-# blocks on a 10240-id vocabulary, the model the web lab opens on) -> analyse -> report -> a summary
-# of wall times, losses and tokens.
+# Phases: prepare the default corpus -> train attn0l, attn1l, attn2l and the lab model (`lab`:
+# attention + MLP blocks on a 10240-id vocabulary, the model the web lab opens on) -> analyse ->
+# a TopK SAE on the lab model's residual stream, evaluated -> report -> a summary of wall times,
+# losses and tokens.
 # Env: CIRCUITLAB_THREADS (training threads of the attention-only toys, default 1: the setting
 # their seeds were validated at), CIRCUITLAB_LAB_THREADS (threads of the `lab` preset when listed,
 # default 2), CIRCUITLAB_DEMO_PRESETS (space-separated list, default "attn0l attn1l attn2l lab"),
@@ -47,6 +48,20 @@ for preset in $PRESETS; do
   fi
   phase_end
 done
+
+# --- features (issue 16): one TopK SAE on the lab model's residual stream (attn2l's when lab is skipped) ---
+SAE_MODEL=""
+for preset in lab attn2l; do
+  case " $PRESETS " in *" $preset "*) SAE_MODEL="$preset"; break ;; esac
+done
+if [ -n "$SAE_MODEL" ]; then
+  phase_start "sae $SAE_MODEL"
+  "$CL" sae train --model "$RUNS/$SAE_MODEL/model" --hook blocks.1.hook_resid_mid --data "$RUNS/data/default" \
+    --out "$RUNS/$SAE_MODEL/sae" --arch topk --d-sae 2048 --k 32 --tokens 1000000 --threads "$(threads_of "$SAE_MODEL")"
+  "$CL" sae eval --sae "$RUNS/$SAE_MODEL/sae" --model "$RUNS/$SAE_MODEL/model" --data "$RUNS/data/default" \
+    --tokens 16384 --out "$RUNS/$SAE_MODEL/sae/eval.json" --threads "$(threads_of "$SAE_MODEL")"
+  phase_end
+fi
 
 # --- report (reports layer) ---
 phase_start "report"
