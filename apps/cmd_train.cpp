@@ -1,14 +1,6 @@
 // Subcommand of the train layer (see apps/commands.h): `circuitlab train`. Parses options,
 // resolves the preset with overrides, spawns local data-parallel workers for --nproc, and
 // calls train::run_training. The loop itself lives in train/.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -17,11 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "apps/local_workers.h"
 #include "core/error.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
-
-extern char** environ;
 
 namespace circuitlab::apps {
 
@@ -34,32 +25,6 @@ struct TrainArgs {
   bool resume = false, quiet = false, show_config = false;
   std::vector<std::string> overrides, sets;
 };
-
-// A free TCP port on the loopback for a local rendezvous.
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) fail("--nproc: cannot open a socket to find a free port");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    fail("--nproc: cannot bind a loopback port");
-  }
-  int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) fail("--nproc: cannot find the circuitlab binary (/proc/self/exe)");
-  return std::string(buf, static_cast<size_t>(n));
-}
 
 train::TrainConfig resolve(const TrainArgs& a) {
   nlohmann::json j = train::load_preset_json(a.preset);
@@ -86,32 +51,13 @@ void run(const TrainArgs& a) {
   ro.progress = !a.quiet;
   ro.stop_after = a.stop_after;
 
-  std::vector<pid_t> children;
+  LocalWorkers workers;
   if (a.nproc > 1) {
     if (a.world_size > 1) fail("--nproc spawns local workers; do not combine it with --world-size/--rank");
-    const std::string master = "127.0.0.1:" + std::to_string(free_port());
-    const std::string exe = self_exe();
-    for (int r = 1; r < a.nproc; ++r) {
-      std::vector<std::string> args = {exe, "train", "--preset", a.preset, "--data", a.data, "--out", ro.out_dir,
-                                       "--device", a.device, "--threads", std::to_string(a.threads),
-                                       "--rank", std::to_string(r), "--world-size", std::to_string(a.nproc),
-                                       "--master", master, "--quiet"};
-      if (a.resume) args.push_back("--resume");
-      if (a.steps > 0) args.insert(args.end(), {"--steps", std::to_string(a.steps)});
-      if (a.stop_after >= 0) args.insert(args.end(), {"--stop-after", std::to_string(a.stop_after)});
-      for (const auto& s : a.sets) args.insert(args.end(), {"--set", s});
-      for (const auto& s : a.overrides) args.insert(args.end(), {"--set", s});
-      std::vector<char*> argv;
-      for (auto& s : args) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      pid_t pid;
-      if (::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
-        fail("--nproc: cannot spawn worker rank " + std::to_string(r));
-      children.push_back(pid);
-    }
+    workers = spawn_local_workers(a.nproc);  // ranks 1..N-1: this command line with --rank r
     ro.rank = 0;
     ro.world_size = a.nproc;
-    ro.master = master;
+    ro.master = workers.master;
   } else {
     ro.rank = a.rank;
     ro.world_size = a.world_size;
@@ -123,16 +69,10 @@ void run(const TrainArgs& a) {
   try {
     s = train::run_training(cfg, ro);
   } catch (...) {
-    for (pid_t p : children) ::kill(p, SIGTERM);  // the workers we spawned would wait for us
-    for (pid_t p : children) ::waitpid(p, nullptr, 0);
+    workers.kill_all();  // the workers we spawned would wait for us
     throw;
   }
-  for (size_t i = 0; i < children.size(); ++i) {
-    int status = 0;
-    ::waitpid(children[i], &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-      fail("--nproc: worker rank " + std::to_string(i + 1) + " failed (status " + std::to_string(status) + ")");
-  }
+  workers.wait_all();
   if (ro.rank == 0 && !a.quiet)
     std::printf("%s: %lld steps, %.2fM tokens, train loss %.4f, val loss %.4f, %.1f s (%.1fk tok/s)%s%s\n",
                 cfg.name.c_str(), static_cast<long long>(s.steps), s.tokens / 1e6, s.train_loss, s.val_loss,
