@@ -18,8 +18,12 @@ json parse(const std::string& text, const std::string& where) {
 
 json parse_file(const std::string& path) { return parse(read_file(path), path); }
 
+std::string field_message(const std::string& where, const std::string& key, const std::string& problem) {
+  return where + ": field '" + key + "' " + problem;
+}
+
 void field_error(const std::string& where, const std::string& key, const std::string& problem) {
-  fail(where + ": field '" + key + "' " + problem);
+  fail(field_message(where, key, problem));
 }
 
 namespace detail {

@@ -25,7 +25,10 @@ json parse(const std::string& text, const std::string& where);
 // Reads and parses a file; Error naming the path.
 json parse_file(const std::string& path);
 
-// "<where>: field '<key>' <problem>": the one message shape of every reader below.
+// "<where>: field '<key>' <problem>": the one message shape of every reader below (and of
+// readers that report it another way, e.g. the lab's 4xx responses).
+std::string field_message(const std::string& where, const std::string& key, const std::string& problem);
+// Error(field_message(...)).
 [[noreturn]] void field_error(const std::string& where, const std::string& key, const std::string& problem);
 
 namespace detail {

@@ -33,9 +33,14 @@ auto strictly(F&& read) -> decltype(read()) {
   }
 }
 
+// A 4xx in the strict reader's message shape: "request: field 'text' must not be empty".
+[[noreturn]] void bad_field(const char* key, const std::string& problem, int status = 400) {
+  bad(json_fields::field_message(kWhere, key, problem), status);
+}
+
 const json& field(const json& req, const char* key) {
   auto it = object(req).find(key);
-  if (it == req.end()) strictly([&]() -> int { json_fields::field_error(kWhere, key, "is missing"); });
+  if (it == req.end()) bad_field(key, "is missing");
   return *it;
 }
 
@@ -48,8 +53,8 @@ const json* given(const json& req, const char* key) {
 std::string get_string(const json& req, const char* key, int max_bytes, bool allow_empty = false) {
   auto s = strictly([&] { return json_fields::as<std::string>(field(req, key), kWhere, key); });
   if (s.size() > size_t(max_bytes))
-    bad(std::string(kWhere) + ": field '" + key + "' is longer than " + std::to_string(max_bytes) + " bytes", 413);
-  if (s.empty() && !allow_empty) bad(std::string(kWhere) + ": field '" + key + "' must not be empty");
+    bad_field(key, "is longer than " + std::to_string(max_bytes) + " bytes", 413);
+  if (s.empty() && !allow_empty) bad_field(key, "must not be empty");
   return s;
 }
 
@@ -58,8 +63,8 @@ double get_number(const json& req, const char* key, double def, double lo, doubl
   if (!v) return def;
   const double x = strictly([&] { return json_fields::as<double>(*v, kWhere, key); });
   if (!(x >= lo && x <= hi))
-    bad(std::string(kWhere) + ": field '" + key + "' is out of range (expected a number in [" + json(lo).dump() + ", " +
-        json(hi).dump() + "]), got " + v->dump());
+    bad_field(key, "is out of range (expected a number in [" + json(lo).dump() + ", " + json(hi).dump() + "]), got " +
+                       v->dump());
   return x;
 }
 
