@@ -16,15 +16,6 @@ using nlohmann::json;
 
 const char* kSchema = "https://vega.github.io/schema/vega-lite/v6.json";
 
-json base_spec(const std::string& title) {
-  return json{{"$schema", kSchema},
-              {"title", title},
-              {"background", "white"},
-              {"config", {{"font", "Helvetica, Arial, sans-serif"},
-                          {"axis", {{"labelFontSize", 11}, {"titleFontSize", 12}}},
-                          {"legend", {{"labelFontSize", 11}, {"titleFontSize", 12}}},
-                          {"title", {{"fontSize", 14}, {"anchor", "start"}}}}}};
-}
 
 Figure make(const std::string& id, const std::string& title, const std::string& caption, json spec) {
   return Figure{id, title, caption, std::move(spec)};
@@ -54,6 +45,16 @@ json head_order(const RunInputs& r) {
 }
 
 }  // namespace
+
+json base_spec(const std::string& title) {
+  return json{{"$schema", kSchema},
+              {"title", title},
+              {"background", "white"},
+              {"config", {{"font", "Helvetica, Arial, sans-serif"},
+                          {"axis", {{"labelFontSize", 11}, {"titleFontSize", 12}}},
+                          {"legend", {{"labelFontSize", 11}, {"titleFontSize", 12}}},
+                          {"title", {{"fontSize", 14}, {"anchor", "start"}}}}}};
+}
 
 std::string slug(const std::string& s) {
   std::string out;

@@ -36,6 +36,9 @@ std::optional<Figure> fig_term_importance(const RunInputs& run);
 std::optional<Figure> fig_head_ablation(const RunInputs& run);
 std::optional<Figure> fig_phase_change(const RunInputs& run);
 
+// The common frame of every figure: schema, title, white background, fonts.
+nlohmann::json base_spec(const std::string& title);
+
 // "attn2l" → "attn2l", "runs/my run" → "my-run": ids safe for file names and HTML ids.
 std::string slug(const std::string& s);
 

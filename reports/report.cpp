@@ -18,6 +18,7 @@
 #include "reports/figures.h"
 #include "reports/js_bundle.h"
 #include "reports/json_access.h"
+#include "reports/sae_section.h"
 
 namespace circuitlab::reports {
 
@@ -343,6 +344,12 @@ Report build_report(const std::vector<RunInputs>& runs, const RunInputs* gpt2) {
     rep.sections.push_back(std::move(g));
   }
 
+  // Sparse autoencoders: one section per run whose directory holds sae/eval.json.
+  for (auto* r : all)
+    if (r->sae) rep.sections.push_back(sae_section(*r, SaeEmbedLimits{}, &rep.notes));
+  if (std::any_of(all.begin(), all.end(), [](const RunInputs* r) { return r->sae.has_value(); }))
+    rep.styles.push_back(sae_section_css());
+
   rep.claims = evaluate_claims(runs, gpt2);
   Section claims{"claims", "Claims of the paper against these runs", {}};
   claims.add_html("<p>Every measured value below is computed from the runs' <code>analysis.json</code> and "
@@ -392,17 +399,22 @@ details{font-size:13px;margin:8px 0} dt{font-weight:bold} dd{margin:0 0 6px 16px
 
 }  // namespace
 
+std::string script_json(const json& j) {
+  std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  // Inside <script type="application/json"> only "</" could end the block early.
+  std::string safe;
+  safe.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '<' && i + 1 < text.size() && text[i + 1] == '/') safe += "<\\";
+    else safe += text[i];
+  }
+  return safe;
+}
+
 std::string render_html(const Report& report, const std::string& runtime_js, const std::string& title) {
   if (runtime_js.find("</script") != std::string::npos)
     fail("report runtime: the bundled script contains \"</script\" and cannot be inlined");
-  std::string specs = specs_by_id(report).dump(-1, ' ', false, json::error_handler_t::replace);
-  // Inside <script type="application/json"> only "</" could end the block early.
-  std::string safe;
-  safe.reserve(specs.size());
-  for (size_t i = 0; i < specs.size(); ++i) {
-    if (specs[i] == '<' && i + 1 < specs.size() && specs[i + 1] == '/') safe += "<\\";
-    else safe += specs[i];
-  }
+  std::string safe = script_json(specs_by_id(report));
   std::time_t now = std::time(nullptr);
   char when[32];
   std::strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
@@ -413,7 +425,9 @@ std::string render_html(const Report& report, const std::string& runtime_js, con
        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
        "style-src 'unsafe-inline'; img-src data:; font-src data:\">\n"
        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>" + esc(title) + "</title>\n<style>" +
-       kStyle + "</style>\n</head>\n<body>\n<header><h1>" + esc(title) +
+       kStyle;
+  for (auto& css : report.styles) h += css;
+  h += "</style>\n</head>\n<body>\n<header><h1>" + esc(title) +
        "</h1><p>Reproducing <em>A Mathematical Framework for Transformer Circuits</em> (Elhage, Nanda, Olsson et al., 2021). "
        "Generated " + when + " by <code>circuitlab report</code>; every figure and table is drawn from the runs' "
        "analysis.json, metrics.jsonl and configs. Self-contained: opens offline.</p></header>\n<nav>";

@@ -47,6 +47,7 @@ struct Report {
   std::vector<Section> sections;
   std::vector<Claim> claims;
   std::vector<std::string> notes;  // limits applied (downsampling, missing inputs)
+  std::vector<std::string> styles; // CSS of optional sections (the SAE browser), appended to the page style
 };
 
 // Builds every section from the loaded runs (toys in command-line order) and an optional GPT-2.
@@ -79,6 +80,10 @@ struct ReportResult {
 
 // Loads the runs, builds the report, writes <out>/index.html (atomically) and <out>/svg/*.svg.
 ReportResult write_report(const ReportOptions& opts);
+
+// JSON text that can sit inside <script type="application/json"> ("</" escaped; invalid UTF-8
+// replaced).
+std::string script_json(const nlohmann::json& j);
 
 // HTML text escaping (&, <, >, ", ').
 std::string html_escape(const std::string& s);

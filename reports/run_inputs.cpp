@@ -123,6 +123,7 @@ RunInputs load_run(const std::string& dir_in, bool is_gpt2) {
       break;
     }
   }
+  if (!given_file) r.sae = load_sae(dir);
   return r;
 }
 

@@ -1,13 +1,16 @@
 // What the report reads from one run directory: analysis.json (which also carries the model's
-// config and parameter count), train_config.json, metrics.jsonl and the snapshot (phase-change)
-// analysis. Files only; nothing is recomputed here. Not a model loader: the model's own files
-// (config.json, safetensors) are never opened.
+// config and parameter count), train_config.json, metrics.jsonl, the snapshot (phase-change)
+// analysis and the run's SAE directory (sae_inputs.h). Files only; nothing is recomputed here.
+// Not a model loader: the model's own files (config.json, safetensors) are never opened.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "reports/sae_inputs.h"
 
 namespace circuitlab::reports {
 
@@ -30,6 +33,7 @@ struct RunInputs {
   std::string analysis_path;
   nlohmann::json phase;          // snapshot analysis (phase change), null when absent
   std::string phase_path;
+  std::optional<SaeInputs> sae;  // <dir>/sae with eval.json (and features.json when present)
 };
 
 // Loads a training run directory (runs/<name>/). Throws circuitlab::Error naming the file and

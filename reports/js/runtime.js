@@ -1,8 +1,10 @@
 // Browser runtime of the circuitlab figure report: vega + vega-lite + vega-embed from npm,
 // bundled by esbuild into one IIFE that the report inlines. It renders every
-// <div class="figure" data-spec="ID"> from the inline JSON block #circuitlab-specs.
+// <div class="figure" data-spec="ID"> from the inline JSON block #circuitlab-specs, and the SAE
+// feature browsers (feature_browser.js) from their inline blocks.
 // Not a general viewer: no network, no data loading, no editor links.
 import embed from 'vega-embed';
+import { initFeatureBrowsers } from './feature_browser.js';
 
 async function renderAll() {
   const block = document.getElementById('circuitlab-specs');
@@ -30,8 +32,13 @@ async function renderAll() {
   document.body.dataset.figures = 'done';
 }
 
-if (document.readyState === 'loading') {
-  document.addEventListener('DOMContentLoaded', renderAll);
-} else {
+function start() {
+  initFeatureBrowsers();
   renderAll();
+}
+
+if (document.readyState === 'loading') {
+  document.addEventListener('DOMContentLoaded', start);
+} else {
+  start();
 }

@@ -1,7 +1,10 @@
 // Browser check of a circuitlab report: opens index.html in headless Chromium (playwright-core,
 // /usr/bin/chromium, fresh profile) with every non-file request blocked and recorded, waits
 // for the figure runtime, and checks that each figure container holds a rendered SVG/canvas
-// with data marks. Saves a full-page screenshot and one per figure.
+// with data marks. Every SAE feature browser is then used as a person would: search for the
+// peak token of a latent (read from the page's own data), open that latent from the list, and
+// check its page shows highlighted examples with the peak marked, then follow a neighbour.
+// Saves a full-page screenshot, one per figure and one per feature browser.
 //   node browser_check.mjs REPORT.html SCREENSHOT_DIR   → prints one JSON line; exit 1 on failure
 // Not a visual diff: a person looks at the screenshots.
 import { chromium } from 'playwright-core';
@@ -17,7 +20,54 @@ if (!htmlPath || !shotDir) {
 }
 mkdirSync(shotDir, { recursive: true });
 const profile = mkdtempSync(join(tmpdir(), 'circuitlab-chromium-'));
-const result = { figures: 0, rendered: 0, failures: [], blocked: [], requests: [], console_errors: [], marks: {} };
+const result = { figures: 0, rendered: 0, failures: [], blocked: [], requests: [], console_errors: [], marks: {}, sae: [] };
+
+// One feature browser: search, open, inspect, follow a neighbour. Returns what it saw.
+async function checkFeatureBrowser(page, id, shotDir) {
+  const root = page.locator(`#${id}`);
+  const dataId = await root.getAttribute('data-data');
+  // A latent to look for: the last one with top examples; the query is its first peak token.
+  const target = await page.evaluate((dataId) => {
+    const d = JSON.parse(document.getElementById(dataId).textContent);
+    for (let k = d.latents.length - 1; k >= 0; k--) {
+      const lat = d.latents[k];
+      if (!lat.top.length) continue;
+      const ex = lat.top[0];
+      return { index: k, peak: d.strs[ex.t[ex.p]], label: lat.l, examples: lat.top.length + lat.q.length, neighbors: lat.nb.length };
+    }
+    return null;
+  }, dataId);
+  const out = { id, ok: false, target };
+  if (!target) return out;
+  out.query = target.peak.trim() || target.peak;
+  await root.locator('.sae-search').fill(out.query);
+  out.matches = Number(await root.locator('.sae-list').getAttribute('data-matches'));
+  out.listed = await root.locator(`.sae-list li[data-index="${target.index}"]`).count();
+  if (out.listed !== 1) return out;
+  await root.locator(`.sae-list li[data-index="${target.index}"]`).click();
+  const pageEl = root.locator('.sae-page');
+  out.opened = Number(await pageEl.getAttribute('data-index'));
+  out.title = await pageEl.locator('h3').textContent();
+  out.tokens = await pageEl.locator('.sae-ex .sae-tok').count();
+  out.peaks = await pageEl.locator('.sae-ex .sae-tok.peak').count();
+  out.shaded = await pageEl.locator('.sae-ex .sae-tok[style*="background"]').count();
+  out.peak_text = await pageEl.locator('.sae-ex .sae-tok.peak').first().textContent();
+  out.peak_shaded = await pageEl.locator('.sae-ex .sae-tok.peak').first().evaluate((e) => getComputedStyle(e).backgroundColor);
+  out.logit_rows = await pageEl.locator('table.sae-logits tbody tr').count();
+  out.hist_bars = await pageEl.locator('svg.sae-hist rect').count();
+  await root.screenshot({ path: join(shotDir, `${id}.png`) });
+  if (target.neighbors > 0) {
+    const nb = pageEl.locator('button.sae-nb').first();
+    const j = Number(await nb.getAttribute('data-index'));
+    await nb.click();
+    out.neighbor = { index: j, opened: Number(await pageEl.getAttribute('data-index')) };
+  }
+  const visiblePeak = target.peak.replace(/\n/g, '⏎').replace(/\t/g, '⇥');
+  out.ok = out.matches >= 1 && out.opened === target.index && out.tokens > 0 && out.peaks === target.examples &&
+           out.shaded > 0 && out.peak_text === visiblePeak && out.peak_shaded !== 'rgba(0, 0, 0, 0)' && out.logit_rows > 0 &&
+           (!out.neighbor || out.neighbor.opened === out.neighbor.index);
+  return out;
+}
 
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -67,6 +117,9 @@ try {
   }
   const claims = await page.$('section#claims');
   if (claims) await claims.screenshot({ path: join(shotDir, 'claims.png') });
+  const browsers = await page.$$eval('div.sae-browser', (els) => els.map((e) => e.id));
+  if (browsers.length) await page.waitForFunction(() => document.body.dataset.features === 'ready', null, { timeout: 30000 });
+  for (const id of browsers) result.sae.push(await checkFeatureBrowser(page, id, shotDir));
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });
@@ -74,6 +127,6 @@ try {
 const offFile = result.requests.filter((u) => !u.startsWith('file:') && !u.startsWith('data:') && !u.startsWith('blob:'));
 result.non_file_requests = offFile;
 const ok = result.figures > 0 && result.failures.length === 0 && offFile.length === 0 && result.blocked.length === 0 &&
-           result.console_errors.length === 0;
+           result.console_errors.length === 0 && result.sae.every((b) => b.ok);
 console.log(JSON.stringify(result));
 process.exit(ok ? 0 : 1);

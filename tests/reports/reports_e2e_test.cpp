@@ -1,7 +1,7 @@
 // End-to-end tests of `circuitlab report`: demo-sized generated runs through the real binary
 // (size budget; its time is bench/bench_report.cpp's BM_ReportBinary), the SVG export, the page
-// in headless Chromium with the network blocked (browser_check.mjs; screenshots in
-// <build>/test-artifacts/reports/), a changed value in analysis.json showing up in exactly the
+// in headless Chromium with the network blocked (browser_check.mjs, which also searches and opens
+// a feature of the SAE section; screenshots in <build>/test-artifacts/reports/), a changed value in analysis.json showing up in exactly the
 // matching figure, and bad-input errors.
 #include <gtest/gtest.h>
 
@@ -20,6 +20,7 @@
 #include "tests/common/paths.h"
 #include "tests/common/process.h"
 #include "tests/reports/fixture.h"
+#include "tests/reports/sae_fixture.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -58,6 +59,9 @@ class ReportsE2E : public ::testing::Test {
     fs::create_directories(root_);
     dirs_ = fx::write_toy_runs(root_.string(), /*demo=*/true);
     gpt2_ = fx::write_gpt2(root_.string());
+    // The demo's SAE: 2048 latents on attn2l's residual stream, 10 top examples of 33 tokens each.
+    const std::string hook = "blocks.1.hook_resid_mid";
+    fx::write_sae_dir(dirs_[2], fx::sae_cfg(192, 2048, hook), fx::sae_eval(hook), fx::demo_features(2048, 10, 24, 8, 7, hook));
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
   static std::string report_cmd(const fs::path& out, const std::string& extra = "") {
@@ -115,6 +119,20 @@ TEST_F(ReportsE2E, DemoSizedReportRendersInHeadlessChromiumOffline) {
               shots.string().c_str());
   EXPECT_TRUE(fs::exists(shots / "report-full.png"));
   EXPECT_TRUE(fs::exists(shots / "fig-composition-attn2l.png"));
+  // The SAE's feature browser: searched, a feature opened, its examples highlighted (checks in
+  // browser_check.mjs), then a neighbour followed.
+  ASSERT_EQ(r["sae"].size(), 1u) << r["sae"];
+  const json& sae = r["sae"][0];
+  EXPECT_TRUE(sae["ok"].get<bool>()) << sae.dump(1);
+  EXPECT_EQ(sae["id"], "sae-attn2l-browser");
+  EXPECT_EQ(sae["opened"], sae["target"]["index"]);
+  EXPECT_EQ(sae["peaks"], sae["target"]["examples"]);
+  EXPECT_GT(sae["shaded"].get<int>(), 0);
+  EXPECT_TRUE(fs::exists(shots / "sae-attn2l-browser.png"));
+  EXPECT_TRUE(fs::exists(shots / "fig-sae-density-attn2l.png"));
+  std::printf("[browser] feature browser: searched \"%s\" (%d matches), opened feature %d: %s\n",
+              sae["query"].get<std::string>().c_str(), sae["matches"].get<int>(), sae["opened"].get<int>(),
+              sae["title"].get<std::string>().c_str());
 }
 
 TEST_F(ReportsE2E, ChangedAnalysisValueChangesExactlyTheMatchingFigureAndClaim) {
@@ -160,6 +178,22 @@ TEST_F(ReportsE2E, BadInputIsOneLineAndExitOne) {
   size_t p0 = html.find("<th>attn0l</th>"), p1 = html.find("<th>attn1l</th>"), p2 = html.find("<th>attn2l</th>");
   EXPECT_TRUE(p0 != std::string::npos && p0 < p1 && p1 < p2);
   EXPECT_NE(html.find("<th>gpt2</th>"), std::string::npos);  // the fixture's gpt2 dir is a run dir too
+  // A bad features.json: one line naming the file and the field, exit 1, nothing written.
+  fs::path bad_root = artifacts() / ("bad-sae-" + std::to_string(::getpid()));
+  fs::remove_all(bad_root);
+  fx::FixtureShape small;
+  std::string bad_run = fx::write_run(bad_root.string(), small);
+  json f = fx::small_features();
+  f["latents"][0]["top"][0]["acts"] = "hot";
+  fx::write_sae_dir(bad_run, fx::sae_cfg(32, 4, "blocks.1.hook_resid_mid"), fx::sae_eval("blocks.1.hook_resid_mid"), f);
+  fs::path bad_out = artifacts() / "report-bad-sae";
+  fs::remove_all(bad_out);
+  RunResult bs = run(q(bin()) + " report --runs " + q(bad_run) + " --out " + q(bad_out.string()) + " --no-svg");
+  EXPECT_EQ(bs.exit_code, 1) << bs.out;
+  EXPECT_NE(bs.out.find(bad_run + "/sae/features.json: field 'latents[0].top[0].acts'"), std::string::npos) << bs.out;
+  EXPECT_EQ(std::count(bs.out.begin(), bs.out.end(), '\n'), 1) << bs.out;
+  EXPECT_FALSE(fs::exists(bad_out / "index.html"));
+  fs::remove_all(bad_root);
   RunResult h = run(q(bin()) + " report --help");
   EXPECT_EQ(h.exit_code, 0);
   EXPECT_NE(h.out.find("--gpt2"), std::string::npos);
