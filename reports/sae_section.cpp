@@ -237,7 +237,7 @@ table.sae-eval td.src{font-size:11px;color:#666} table.sae-eval th{white-space:n
 .sae-list li:hover,.sae-list li.sel{background:#eef2f7} .sae-list small{color:#777}
 .sae-page{flex:1;min-width:0;font-size:13px} .sae-page h3{margin:0 0 4px 0}
 .sae-ex{font-family:Menlo,Consolas,monospace;font-size:12px;margin:3px 0;line-height:1.9}
-.sae-ex .act{display:inline-block;width:64px;color:#555;text-align:right;margin-right:8px}
+.sae-ex .act{display:inline-block;min-width:96px;color:#555;text-align:right;margin-right:8px;white-space:nowrap}
 .sae-tok{white-space:pre;border-radius:2px;padding:1px 0}
 .sae-tok.peak{outline:2px solid #c0392b;outline-offset:0}
 .sae-cols{display:flex;gap:24px;flex-wrap:wrap} .sae-nb{margin:2px 4px 2px 0;cursor:pointer}

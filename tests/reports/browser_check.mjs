@@ -56,6 +56,7 @@ async function checkFeatureBrowser(page, id, shotDir) {
   out.logit_rows = await pageEl.locator('table.sae-logits tbody tr').count();
   out.hist_bars = await pageEl.locator('svg.sae-hist rect').count();
   await root.screenshot({ path: join(shotDir, `${id}.png`) });
+  await root.locator('xpath=ancestor::section[1]').screenshot({ path: join(shotDir, `section-${id}.png`) });
   if (target.neighbors > 0) {
     const nb = pageEl.locator('button.sae-nb').first();
     const j = Number(await nb.getAttribute('data-index'));
