@@ -78,14 +78,24 @@ AblationComparison compare_ablation(models::HookedTransformer& model, const torc
   return c;
 }
 
+HookedGeneration generate_with_and_without(models::HookedTransformer& model, const std::vector<int64_t>& prompt,
+                                           const SamplingParams& sampling,
+                                           const std::vector<std::pair<std::string, models::HookFn>>& hooks) {
+  HookedGeneration g;
+  g.plain = generate(model, prompt, sampling);
+  g.changed = generate(model, prompt, sampling, hooks);
+  return g;
+}
+
 SteeredGeneration actadd_generate(models::HookedTransformer& model, const std::vector<int64_t>& prompt,
                                   const std::vector<int64_t>& add, const std::vector<int64_t>& sub, int layer,
                                   double coefficient, int64_t pad_id, const SamplingParams& sampling) {
   SteeredGeneration g;
   g.vector = actadd_vector(model, add, sub.empty() ? std::vector<int64_t>{pad_id} : sub, layer, pad_id);
-  g.unsteered = generate(model, prompt, sampling);
-  g.steered = generate(model, prompt, sampling,
-                       {{actadd_hook_name(model->cfg(), layer), steering_hook(g.vector, coefficient)}});
+  auto both = generate_with_and_without(model, prompt, sampling,
+                                       {{actadd_hook_name(model->cfg(), layer), steering_hook(g.vector, coefficient)}});
+  g.unsteered = std::move(both.plain);
+  g.steered = std::move(both.changed);
   return g;
 }
 

@@ -1,6 +1,7 @@
 // The lab's interventions as typed calls: one inspected forward pass (logits, residual stages,
 // attention patterns, optionally with heads ablated), a clean-vs-ablated comparison with its
-// per-position KL divergence, and an ActAdd-steered generation beside the plain one.
+// per-position KL divergence, two seeded generations without and with hooks, and an
+// ActAdd-steered generation beside the plain one.
 // Compositions of ablation.h, logit_lens.h and steering.h; not new analyses, and no JSON.
 #pragma once
 #include <cstdint>
@@ -36,6 +37,15 @@ struct AblationComparison {
 // tokens [1,T], T >= 2 (Error otherwise).
 AblationComparison compare_ablation(models::HookedTransformer& model, const torch::Tensor& tokens,
                                     const std::vector<HeadRef>& heads, AblationKind kind);
+
+struct HookedGeneration {
+  std::vector<int64_t> plain, changed;  // new ids only, same seed
+};
+// Two generations of `prompt` with the same sampling: without `hooks`, then with them installed
+// on every step (steering.h `generate`).
+HookedGeneration generate_with_and_without(models::HookedTransformer& model, const std::vector<int64_t>& prompt,
+                                           const SamplingParams& sampling,
+                                           const std::vector<std::pair<std::string, models::HookFn>>& hooks);
 
 struct SteeredGeneration {
   std::vector<int64_t> unsteered, steered;  // new ids only, same seed

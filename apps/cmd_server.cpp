@@ -1,8 +1,10 @@
 // Subcommands of the server layer (see apps/commands.h): `serve`, the interactive lab.
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/commands.h"
@@ -14,6 +16,13 @@
 namespace circuitlab::apps {
 
 namespace {
+// --sae DIR or DIR@MODEL: the model part only when DIR itself is not a directory.
+std::pair<std::string, std::string> sae_spec(const std::string& spec) {
+  const auto at = spec.rfind('@');
+  if (at == std::string::npos || std::filesystem::is_directory(spec)) return {spec, ""};
+  return {spec.substr(0, at), spec.substr(at + 1)};
+}
+
 server::HttpServer* g_server = nullptr;
 void on_signal(int) {
   if (g_server) g_server->stop();
@@ -23,6 +32,8 @@ void on_signal(int) {
 void register_server_commands(CLI::App& app) {
   struct Opts {
     std::vector<std::string> models;
+    std::vector<std::string> saes;
+    bool no_default_saes = false;
     std::string runs = "runs";
     std::string host = "127.0.0.1";
     int port = 8080;
@@ -35,10 +46,15 @@ void register_server_commands(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("serve",
-                                 "Serve the interactive lab (attention, residual stream, ablation, patching, steering) "
-                                 "over HTTP");
+                                 "Serve the interactive lab (attention, residual stream, ablation, patching, steering, "
+                                 "SAE features) over HTTP");
   cmd->add_option("--model", o->models,
                   "Model dir to load (repeatable; toy or Hugging Face GPT-2 layout). Default: every runs/*/model");
+  cmd->add_option("--sae", o->saes,
+                  "SAE dir to serve (repeatable; SAELens layout, + features.json for feature pages and search). "
+                  "It serves the loaded model whose hook it reads; DIR@MODEL names the model when several fit. "
+                  "Default: the SAEs beside the models (<runs>/<model>/sae)");
+  cmd->add_flag("--no-default-saes", o->no_default_saes, "Do not load the SAEs found beside the models");
   cmd->add_option("--runs", o->runs, "Where to look for the demo's models when no --model is given")
       ->capture_default_str();
   cmd->add_option("--host", o->host, "Address to bind (loopback unless you mean to expose it)")->capture_default_str();
@@ -62,11 +78,23 @@ void register_server_commands(CLI::App& app) {
     } else {
       for (const auto& d : o->models) lab.add_model(d);
     }
+    if (!o->no_default_saes) lab.add_default_saes();
+    for (const auto& spec : o->saes) {
+      const auto [dir, model] = sae_spec(spec);
+      lab.add_sae(dir, model);
+    }
     auto models = lab.models();
-    for (const auto& m : models["models"])
+    for (const auto& m : models["models"]) {
       std::fprintf(stderr, "circuitlab serve: model %s (%s, %d layers x %d heads) from %s\n",
                    m["name"].get<std::string>().c_str(), m["family"].get<std::string>().c_str(), m["n_layers"].get<int>(),
                    m["n_heads"].get<int>(), m["dir"].get<std::string>().c_str());
+      for (const auto& s : m["saes"])
+        std::fprintf(stderr, "circuitlab serve:   SAE %s (%s, %lld latents at %s)%s from %s\n",
+                     s["name"].get<std::string>().c_str(), s["architecture"].get<std::string>().c_str(),
+                     static_cast<long long>(s["d_sae"].get<int64_t>()), s["hook"].get<std::string>().c_str(),
+                     s["has_features"].get<bool>() ? " with features.json" : ", no features.json",
+                     s["dir"].get<std::string>().c_str());
+    }
     server::ServeOptions so;
     so.host = o->host;
     so.port = o->port;

@@ -17,6 +17,9 @@ class BadRequest : public std::runtime_error {
   int status_;
 };
 [[noreturn]] void bad(const std::string& msg, int status = 400);
+// A 4xx in the strict reader's message shape (core/json_fields field_message):
+// "request: field 'feature.index' is out of range ...".
+[[noreturn]] void bad_field(const std::string& key, const std::string& problem, int status = 400);
 
 // Size bounds that keep every request bounded in time and memory.
 struct LabLimits {
@@ -25,6 +28,7 @@ struct LabLimits {
   int max_top_k = 50;               // predictions per position
   int64_t max_attention_values = 8'000'000;  // L*H*T*T returned by `run`
   int max_patch_tokens = 128;
+  int max_search_results = 500;     // feature search
   int64_t max_patch_cells = 20000;  // patched forward passes in one `patch`
 };
 

@@ -1,5 +1,5 @@
 // The lab's endpoints, one function each, grouped one file per family: inspect (run, ablate),
-// patch, steer (steer, generate); tokenize and models live with the registry (lab.cpp).
+// patch, steer (steer, generate), features (SAE latents, pages, search, interventions); tokenize and models live with the registry (lab.cpp).
 // Each takes its model and typed request and returns the JSON reply; BadRequest for client errors.
 #pragma once
 #include <nlohmann/json.hpp>
@@ -17,5 +17,12 @@ nlohmann::json patch_endpoint(LabModel& m, const PatchRequest& r, const LabLimit
 // endpoints_steer.cpp
 nlohmann::json steer_endpoint(LabModel& m, const SteerRequest& r);
 nlohmann::json generate_endpoint(LabModel& m, const GenerateRequest& r);
+
+// endpoints_features.cpp (the SAE's own model; the index is checked here, 400 naming the field)
+nlohmann::json feature_tokens_endpoint(LabModel& m, const LabSae& s, const FeatureTokensRequest& r);
+nlohmann::json feature_page_endpoint(LabModel& m, const LabSae& s, const FeaturePageRequest& r);
+nlohmann::json feature_search_endpoint(LabModel& m, const LabSae& s, const FeatureSearchRequest& r);
+// kind "steer" (/api/steer with "feature"), "clamp", "ablate": the steer response's shape.
+nlohmann::json feature_intervention_endpoint(LabModel& m, const LabSae& s, const FeatureInterventionRequest& r);
 
 }  // namespace circuitlab::server

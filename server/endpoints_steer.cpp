@@ -10,12 +10,6 @@ namespace circuitlab::server {
 
 using nlohmann::json;
 
-namespace {
-json generation_json(const LabModel& m, const std::vector<int64_t>& ids) {
-  return {{"text", m.decode(ids)}, {"tokens", output_tokens(m, ids)}};
-}
-}  // namespace
-
 json steer_endpoint(LabModel& m, const SteerRequest& r) {
   const auto prompt = m.encode(r.prompt, r.prepend_bos);
   const auto add = m.encode(r.prompt_add, r.prepend_bos);

@@ -105,7 +105,8 @@ HttpServer::HttpServer(Lab& lab, ServeOptions opts) : impl_(std::make_unique<Imp
     };
   };
   svr.Get("/api/models", api("models"));
-  for (const char* ep : {"tokenize", "run", "ablate", "patch", "steer", "generate"})
+  for (const char* ep : {"tokenize", "run", "ablate", "patch", "steer", "generate", "features/tokens", "features/page",
+                         "features/search", "features/clamp", "features/ablate"})
     svr.Post(std::string("/api/") + ep, api(ep));
   svr.Get("/api/health", [](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200, json{{"ok", true}});

@@ -1,5 +1,6 @@
 // The lab over HTTP: cpp-httplib serving the built front end (web/dist) and the JSON API
-// (/api/models, /api/tokenize, /api/run, /api/ablate, /api/patch, /api/steer, /api/generate;
+// (/api/models, /api/tokenize, /api/run, /api/ablate, /api/patch, /api/steer, /api/generate,
+// /api/features/{tokens,page,search,clamp,ablate};
 // documented in server/API.md). Not the endpoint logic (lab.h).
 #pragma once
 #include <cstddef>

@@ -4,6 +4,8 @@
 // serialised while different models serve in parallel.
 #include "server/lab.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -26,6 +28,39 @@ std::string model_name_from_dir(const std::string& dir) {
   if (p.filename() == "model" && p.has_parent_path() && !p.parent_path().filename().empty())
     return p.parent_path().filename().string();
   return p.filename().string();
+}
+// "" when `sae` can read model m (its hook is a hook point of m and the activation there has
+// d_in), else why not. One forward pass of one token.
+std::string sae_misfit(LabModel& m, const models::SparseAutoencoder& sae) {
+  const std::string& hook = sae.cfg.hook_name;
+  if (!m.loaded.model->has_hook_point(hook)) return "model \"" + m.name + "\" has no hook point \"" + hook + "\"";
+  try {
+    std::lock_guard<std::mutex> lk(m.mu);
+    torch::NoGradGuard ng;
+    auto [logits, cache] = models::run_with_cache(m.loaded.model, torch::zeros({1, 1}, torch::kLong),
+                                                  [&](const std::string& n) { return n == hook; });
+    models::sae_input_from_hook(cache.at(hook), sae.cfg);
+  } catch (const Error& e) {
+    return "model \"" + m.name + "\": " + e.what();
+  }
+  return "";
+}
+
+json saes_json(const LabModel& m) {
+  json arr = json::array();
+  for (const auto& s : m.saes) {
+    const auto& c = s->sae.cfg;
+    arr.push_back({{"name", s->name},
+                   {"dir", s->dir},
+                   {"hook", c.hook_name},
+                   {"hook_head_index", c.hook_head_index >= 0 ? json(c.hook_head_index) : json(nullptr)},
+                   {"d_in", c.d_in},
+                   {"d_sae", c.d_sae},
+                   {"architecture", models::sae_architecture_name(c.architecture)},
+                   {"k", c.k > 0 ? json(c.k) : json(nullptr)},
+                   {"has_features", s->features.has_value()}});
+  }
+  return arr;
 }
 }  // namespace
 
@@ -67,6 +102,74 @@ std::vector<std::string> Lab::add_default_models(const std::string& runs_dir) {
       names.push_back(add_model(d.string()));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "circuitlab serve: skipping %s: %s\n", d.string().c_str(), e.what());
+    }
+  }
+  return names;
+}
+
+bool Lab::sae_name_taken_locked(const std::string& name) const {
+  for (const auto& m : models_)
+    for (const auto& s : m->saes)
+      if (s->name == name) return true;
+  return false;
+}
+
+std::string Lab::add_sae(const std::string& dir, const std::string& model, const std::string& name) {
+  auto s = load_lab_sae(dir);
+  std::lock_guard<std::mutex> lk(models_mu_);
+  LabModel* target = nullptr;
+  std::string why, fits;
+  for (auto& m : models_) {
+    if (!model.empty() && m->name != model) continue;
+    const std::string misfit = sae_misfit(*m, s->sae);
+    if (!misfit.empty()) {
+      why += (why.empty() ? "" : "; ") + misfit;
+      continue;
+    }
+    if (target)
+      fail("SAE " + dir + " fits several loaded models (" + target->name + ", " + m->name + "): name one as " + dir +
+           "@MODEL");
+    target = m.get();
+  }
+  if (!target) {
+    if (!model.empty() && why.empty()) fail("SAE " + dir + ": no loaded model is named \"" + model + "\"");
+    fail("SAE " + dir + " (hook " + s->sae.cfg.hook_name + ", d_in " + std::to_string(s->sae.cfg.d_in) +
+         ") fits no loaded model" + (why.empty() ? std::string(" (none is loaded)") : ": " + why));
+  }
+  const auto canon = [](const std::string& d) {
+    fs::path p = fs::weakly_canonical(fs::path(d)).lexically_normal();
+    return (p.filename().empty() ? p.parent_path() : p).string();
+  };
+  for (const auto& o : target->saes)  // the same dir again (e.g. --sae beside a default one): one SAE
+    if (canon(o->dir) == canon(dir)) return o->name;
+  s->name = name.empty() ? s->name : name;
+  if (sae_name_taken_locked(s->name)) s->name = target->name + "/" + s->name;
+  for (int k = 2; sae_name_taken_locked(s->name); ++k) s->name = target->name + "/" + s->name + "-" + std::to_string(k);
+  s->model = target->name;
+  target->saes.push_back(std::move(s));
+  return target->saes.back()->name;
+}
+
+std::vector<std::string> Lab::add_default_saes() {
+  std::vector<std::pair<std::string, std::string>> found;  // (model, sae dir)
+  {
+    std::lock_guard<std::mutex> lk(models_mu_);
+    for (const auto& m : models_) {
+      const fs::path d = fs::path(m->loaded.dir).lexically_normal();
+      const fs::path md = d.filename().empty() ? d.parent_path() : d;
+      if (md.filename() == "model" && fs::exists(md.parent_path() / "sae" / "cfg.json"))
+        found.emplace_back(m->name, (md.parent_path() / "sae").string());
+    }
+  }
+  std::vector<std::string> names;
+  for (const auto& [model, dir] : found) {
+    const std::string base = fs::path(dir).filename().string();
+    int same = 0;
+    for (const auto& f : found) same += fs::path(f.second).filename().string() == base;
+    try {
+      names.push_back(add_sae(dir, model, same > 1 ? model + "/" + base : base));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "circuitlab serve: skipping SAE %s: %s\n", dir.c_str(), e.what());
     }
   }
   return names;
@@ -121,7 +224,8 @@ json Lab::models() const {
                    {"attn_only", c.attn_only},
                    {"compact_vocab", m->loaded.vocab_map.has_value()},
                    {"n_params", m->n_params},
-                   {"examples", m->examples}});
+                   {"examples", m->examples},
+                   {"saes", saes_json(*m)}});
   }
   const LabModel* def = default_model_locked();
   json out = {{"models", arr}, {"gpt2_loaded", gpt2}, {"default_model", def ? json(def->name) : json(nullptr)}};
@@ -162,6 +266,7 @@ json Lab::patch(const json& req) {
 }
 
 json Lab::steer(const json& req) {
+  if (has_feature(req)) return feature_intervention(req, "steer");
   LabModel& m = model_for(req);
   return steer_endpoint(m, parse_steer(req, m.cfg(), limits_));
 }
@@ -169,6 +274,53 @@ json Lab::steer(const json& req) {
 json Lab::generate(const json& req) {
   LabModel& m = model_for(req);
   return generate_endpoint(m, parse_generate(req, limits_));
+}
+
+std::pair<LabModel*, LabSae*> Lab::sae_for(const json& req, const std::string& name, const std::string& key) {
+  const std::string want = requested_model(req);
+  LabModel* asked = want.empty() ? nullptr : &model_for(req);
+  std::lock_guard<std::mutex> lk(models_mu_);
+  std::string all;
+  for (auto& m : models_)
+    for (auto& s : m->saes) {
+      if (s->name != name) {
+        all += (all.empty() ? "" : ", ") + s->name;
+        continue;
+      }
+      if (asked && asked != m.get()) {
+        const std::string& hook = s->sae.cfg.hook_name;
+        if (!asked->loaded.model->has_hook_point(hook))
+          bad_field(key, "names SAE \"" + name + "\" on hook \"" + hook + "\", which model \"" + asked->name +
+                             "\" lacks (the SAE serves model \"" + m->name + "\")");
+        bad_field(key, "names SAE \"" + name + "\", which serves model \"" + m->name + "\", not \"" + asked->name + "\"");
+      }
+      return {m.get(), s.get()};
+    }
+  bad_field(key, "names no loaded SAE \"" + name + "\" (loaded: " + (all.empty() ? std::string("none; pass --sae DIR to serve") : all) + ")", 404);
+}
+
+json Lab::feature_tokens(const json& req) {
+  const auto r = parse_feature_tokens(req, limits_);
+  auto [m, s] = sae_for(req, r.sae, "sae");
+  return feature_tokens_endpoint(*m, *s, r);
+}
+
+json Lab::feature_page(const json& req) {
+  const auto r = parse_feature_page(req);
+  auto [m, s] = sae_for(req, r.feature.sae, "sae");
+  return feature_page_endpoint(*m, *s, r);
+}
+
+json Lab::feature_search(const json& req) {
+  const auto r = parse_feature_search(req, limits_);
+  auto [m, s] = sae_for(req, r.sae, "sae");
+  return feature_search_endpoint(*m, *s, r);
+}
+
+json Lab::feature_intervention(const json& req, const std::string& kind) {
+  const auto r = parse_feature_intervention(req, kind, limits_);
+  auto [m, s] = sae_for(req, r.feature.sae, "feature.sae");
+  return feature_intervention_endpoint(*m, *s, r);
 }
 
 json Lab::handle(const std::string& endpoint, const json& req) {
@@ -180,6 +332,11 @@ json Lab::handle(const std::string& endpoint, const json& req) {
     if (endpoint == "patch") return patch(req);
     if (endpoint == "steer") return steer(req);
     if (endpoint == "generate") return generate(req);
+    if (endpoint == "features/tokens") return feature_tokens(req);
+    if (endpoint == "features/page") return feature_page(req);
+    if (endpoint == "features/search") return feature_search(req);
+    if (endpoint == "features/clamp") return feature_intervention(req, "clamp");
+    if (endpoint == "features/ablate") return feature_intervention(req, "ablate");
   } catch (const Error& e) {  // analysis/models reject an input: the client's mistake
     throw BadRequest(400, e.what());
   }

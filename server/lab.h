@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@ class Tokenizer;
 namespace circuitlab::server {
 
 struct LabModel;
+struct LabSae;
 
 class Lab {
  public:
@@ -34,6 +36,16 @@ class Lab {
   // The demo's models: <runs>/*/model that load (others are reported on stderr and skipped).
   std::vector<std::string> add_default_models(const std::string& runs_dir);
   size_t n_models() const;
+  // Loads an SAE dir (SAELens layout, + features.json when present) for the loaded model whose
+  // hook it reads: `model` names it, or "" = the one loaded model with the SAE's hook point and
+  // a matching d_in (Error when none fits, or several do: then name one). name "" = the dir's
+  // basename, "<model>/<basename>" when that is taken. Returns the name (the loaded one's when
+  // this dir already serves that model).
+  std::string add_sae(const std::string& dir, const std::string& model = "", const std::string& name = "");
+  // SAEs beside the loaded models, as `./run demo` writes them: <runs>/<m>/sae/cfg.json for a
+  // model loaded from <runs>/<m>/model. Named by the dir's basename, "<m>/<basename>" when two
+  // share it or it is taken. Failures are reported on stderr and skipped. Returns the names.
+  std::vector<std::string> add_default_saes();
   // The most capable loaded model by the rule of lab_model.h `capability` (the first loaded
   // among equals); "" when none is loaded. Requests without "model" go to it.
   std::string default_model() const;
@@ -46,6 +58,12 @@ class Lab {
   nlohmann::json patch(const nlohmann::json& req);
   nlohmann::json steer(const nlohmann::json& req);
   nlohmann::json generate(const nlohmann::json& req);
+  // Features panel (endpoints_features.cpp): per-token latents, feature page, feature search,
+  // clamp and ablate (steer with a feature goes through steer()).
+  nlohmann::json feature_tokens(const nlohmann::json& req);
+  nlohmann::json feature_page(const nlohmann::json& req);
+  nlohmann::json feature_search(const nlohmann::json& req);
+  nlohmann::json feature_intervention(const nlohmann::json& req, const std::string& kind);
 
   // Dispatch by endpoint name ("run", ...); BadRequest(404) for an unknown one.
   nlohmann::json handle(const std::string& endpoint, const nlohmann::json& req);
@@ -55,6 +73,10 @@ class Lab {
  private:
   LabModel& model_for(const nlohmann::json& req);
   const LabModel* default_model_locked() const;
+  // The SAE named `name` (404 naming `key` when unknown) and the model it serves; when the
+  // request names another model, a 400 naming `key` (that model lacks its hook, or is not its model).
+  std::pair<LabModel*, LabSae*> sae_for(const nlohmann::json& req, const std::string& name, const std::string& key);
+  bool sae_name_taken_locked(const std::string& name) const;
 
   LabLimits limits_;
   std::unique_ptr<data::Tokenizer> tok_;

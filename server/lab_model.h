@@ -11,6 +11,7 @@
 
 #include "data/token_namer.h"
 #include "models/model_dir.h"
+#include "server/lab_sae.h"
 
 namespace circuitlab::data {
 class Tokenizer;
@@ -35,6 +36,7 @@ struct LabModel {
   std::mutex mu;                             // held by every forward pass (hooks are per-model state)
   int64_t n_params = 0;
   nlohmann::json examples;                   // default_examples(*this), computed once at load
+  std::vector<std::unique_ptr<LabSae>> saes;  // the SAEs reading this model's hooks (Lab::add_sae)
 
   const models::ModelConfig& cfg() const { return loaded.model->cfg(); }
   // GPT-2 ids of a text (no BOS).

@@ -2,6 +2,7 @@
 #include "server/requests.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "core/error.h"
 #include "core/json_fields.h"
@@ -12,6 +13,9 @@ namespace circuitlab::server {
 using nlohmann::json;
 
 void bad(const std::string& msg, int status) { throw BadRequest(status, msg); }
+void bad_field(const std::string& key, const std::string& problem, int status) {
+  bad(json_fields::field_message("request", key, problem), status);
+}
 
 namespace {
 
@@ -33,10 +37,6 @@ auto strictly(F&& read) -> decltype(read()) {
   }
 }
 
-// A 4xx in the strict reader's message shape: "request: field 'text' must not be empty".
-[[noreturn]] void bad_field(const char* key, const std::string& problem, int status = 400) {
-  bad(json_fields::field_message(kWhere, key, problem), status);
-}
 
 const json& field(const json& req, const char* key) {
   auto it = object(req).find(key);
@@ -197,6 +197,76 @@ GenerateRequest parse_generate(const json& req, const LabLimits& lim) {
   GenerateRequest r;
   r.prepend_bos = get_bool(req, "prepend_bos", true);
   r.prompt = get_string(req, "prompt", lim.max_text_bytes);
+  r.sampling = parse_sampling(req, lim);
+  return r;
+}
+
+namespace {
+// The "sae" field of `obj` (reported as `key`): a non-empty name.
+std::string parse_sae_name(const json& obj, const std::string& key) {
+  auto s = obj.find("sae");
+  if (s == obj.end() || s->is_null()) bad_field(key, "is missing (expected the name of a loaded SAE, see /api/models)");
+  auto name = strictly([&] { return json_fields::as<std::string>(*s, kWhere, key); });
+  if (name.empty()) bad_field(key, "must not be empty");
+  return name;
+}
+
+// {"sae": NAME, "index": F} in `obj`; errors name `prefix` + the key ("feature.index").
+FeatureRef parse_feature_ref(const json& obj, const std::string& prefix) {
+  FeatureRef f;
+  f.sae = parse_sae_name(obj, prefix + "sae");
+  const std::string ik = prefix + "index";
+  auto i = obj.find("index");
+  if (i == obj.end() || i->is_null()) bad_field(ik, "is missing (expected a latent index)");
+  f.index = strictly([&] { return json_fields::detail::to_int64(*i, kWhere, ik, 0, INT64_MAX, "a non-negative integer"); });
+  return f;
+}
+}  // namespace
+
+bool has_feature(const json& req) { return given(req, "feature") != nullptr; }
+
+FeatureTokensRequest parse_feature_tokens(const json& req, const LabLimits& lim) {
+  FeatureTokensRequest r;
+  r.sae = parse_sae_name(object(req), "sae");
+  r.text = get_string(req, "text", lim.max_text_bytes);
+  r.prepend_bos = get_bool(req, "prepend_bos", true);
+  r.k = get_int(req, "k", 8, 1, lim.max_top_k);
+  return r;
+}
+
+FeaturePageRequest parse_feature_page(const json& req) {
+  FeaturePageRequest r;
+  r.feature = parse_feature_ref(object(req), "");
+  return r;
+}
+
+FeatureSearchRequest parse_feature_search(const json& req, const LabLimits& lim) {
+  FeatureSearchRequest r;
+  r.sae = parse_sae_name(object(req), "sae");
+  r.query = get_string(req, "query", 200);
+  if (r.query.find_first_not_of(" \t\r\n") == std::string::npos) bad_field("query", "must not be blank");
+  r.limit = get_int(req, "limit", 20, 1, lim.max_search_results);
+  return r;
+}
+
+FeatureInterventionRequest parse_feature_intervention(const json& req, const std::string& kind, const LabLimits& lim) {
+  FeatureInterventionRequest r;
+  r.kind = kind;
+  const json* f = given(req, "feature");
+  if (!f) bad_field("feature", "is missing (expected {\"sae\": NAME, \"index\": F})");
+  if (!f->is_object()) bad_field("feature", "must be an object {\"sae\": NAME, \"index\": F}, got " + f->dump());
+  r.feature = parse_feature_ref(*f, "feature.");
+  if (kind == "steer")
+    for (const char* k : {"prompt_add", "prompt_sub", "layer"})
+      if (given(req, k)) bad_field(k, "cannot be given together with \"feature\" (steer with prompts or with a feature)");
+  r.prepend_bos = get_bool(req, "prepend_bos", true);
+  r.prompt = get_string(req, "prompt", lim.max_text_bytes);
+  if (kind == "steer") r.coefficient = get_number(req, "coefficient", 4.0, -1000.0, 1000.0);
+  if (kind == "clamp") {
+    field(req, "value");
+    r.value = get_number(req, "value", 0.0, -1e6, 1e6);
+  }
+  if (kind != "steer") r.position = get_int(req, "position", -1, -1, 1 << 20);
   r.sampling = parse_sampling(req, lim);
   return r;
 }

@@ -32,6 +32,10 @@ json output_tokens(const LabModel& m, const std::vector<int64_t>& ids) {
   return arr;
 }
 
+json generation_json(const LabModel& m, const std::vector<int64_t>& ids) {
+  return {{"text", m.decode(ids)}, {"tokens", output_tokens(m, ids)}};
+}
+
 std::string input_str(const LabModel& m, const EncodedText& e, size_t t) { return m.namer->gpt2_str(e.gpt2[t]); }
 
 json input_tokens(const LabModel& m, const EncodedText& e) {

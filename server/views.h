@@ -20,6 +20,8 @@ nlohmann::json matrix_json(const at::Tensor& m);
 // namer's placeholder for the compact "other" id.
 nlohmann::json output_token(const LabModel& m, int64_t id);
 nlohmann::json output_tokens(const LabModel& m, const std::vector<int64_t>& ids);
+// A generation's new ids: {text, tokens}.
+nlohmann::json generation_json(const LabModel& m, const std::vector<int64_t>& ids);
 // Tokens of an input text: {id, gpt2_id, str} with the text's real GPT-2 id and string, plus
 // "oov": true where the model reads the token as its "other" id.
 nlohmann::json input_tokens(const LabModel& m, const EncodedText& e);

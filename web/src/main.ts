@@ -1,8 +1,10 @@
 // The lab's page: model picker, prompt + token strip, predictions, attention grid with head
-// toggles (zeroing re-runs at once), residual norms + logit lens, patching, steering.
+// toggles (zeroing re-runs at once), residual norms + logit lens, patching, steering, and the
+// Features panel (features.ts).
 // Talks only to the JSON API (api.ts); drawing helpers are in draw.ts.
 import { api, ModelInfo, RunResponse, Pred, Token } from './api';
 import { el, showTok, blue, diverging, drawPattern, heatTable } from './draw';
+import { initFeatures, featuresSelectModel } from './features';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -95,6 +97,7 @@ function selectModel(name: string): void {
     fillExamples(m);
     if (Number(layer.value) > m.n_layers) layer.value = String(Math.min(1, m.n_layers));
   }
+  featuresSelectModel(m);
 }
 
 function ablationList(): [number, number][] {
@@ -371,6 +374,7 @@ function init(): void {
   });
   $('patch-btn').addEventListener('click', () => void runPatch());
   $('steer-btn').addEventListener('click', () => void runSteer());
+  initFeatures({ model: () => st.model, prompt: () => $<HTMLTextAreaElement>('prompt').value, bos });
   loadModels().then(() => runPrompt()).catch(e => status(String((e as Error).message), true));
 }
 
