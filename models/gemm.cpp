@@ -66,7 +66,10 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   Operand A, B;
   if (dnnl_enabled() && M > 0 && N > 0 && K > 0 && eligible(x) && eligible(w) && (!b.defined() || eligible(b)) &&
       (!b.defined() || (b.dim() == 1 && b.size(0) == N)) && as_operand(x, A) && as_operand(w, B)) {
-    at::Tensor out = b.defined() ? b.expand({M, N}).contiguous() : at::empty({M, N}, x.options());  // [M, N]
+    // A copy of b, never b itself: for M = 1 `expand(...).contiguous()` is b's own storage, and
+    // sgemm's beta = 1 would write x·w + b into the model's bias.
+    at::Tensor out = b.defined() ? b.expand({M, N}).clone(at::MemoryFormat::Contiguous)
+                                 : at::empty({M, N}, x.options());  // [M, N]
     const dnnl_status_t st =
         dnnl_sgemm(A.trans, B.trans, M, N, K, 1.0f, x.data_ptr<float>(), A.ld, w.data_ptr<float>(), B.ld,
                    b.defined() ? 1.0f : 0.0f, out.data_ptr<float>(), N);

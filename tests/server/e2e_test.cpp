@@ -56,8 +56,8 @@ TEST(LabBrowser, FeaturesPanelTokensPageSearchSteer) {
   labtest::make_toy_model_dir(dir + "/lab/model", spec);
   const auto sae = labtest::make_toy_sae_dir(dir + "/lab/sae", "blocks.1.hook_resid_mid", 64, 64, 8);
   labtest::write_features_json(dir + "/lab/sae/features.json", sae, dir + "/lab/sae",
-                               {{3, {" Alice / Bob \u2192 drink", {" went", " to", " Alice"}, 2, {" drink", " Alice"}, 0.02, 3.0}},
-                                {5, {" the \u2192 cat", {" sat", " on", " the"}, 2, {" cat", " mat"}, 0.05, 2.0}},
+                               {{3, {" Alice / Bob \u2192 drink", {" went", " to", " Alice"}, 2, {" drink", " Alice"}, 0.02, 100.0}},
+                                {5, {" the \u2192 cat", {" sat", " on", " the"}, 2, {" cat", " mat"}, 0.05, 60.0}},
                                 {7, {"dead", {}, 0, {}, 0.0, 0.0}}});
   std::filesystem::create_directories(CIRCUITLAB_ARTIFACTS);
   labtest::ServeProcess serve({"--model", dir + "/lab/model", "--threads", "1"},

@@ -178,7 +178,7 @@ TEST_F(FeaturesApi, PerTokenLatentsAreTheTopKOfEncodeAtTheHook) {
 // Steering with a feature through the API = W_dec[F]·c added at the hook by a hook written here.
 TEST_F(FeaturesApi, FeatureSteeringEqualsAddingTheDecoderRowWithRunWithHooks) {
   const int64_t F = 5;
-  const double c = 6.0;
+  const double c = 300.0;  // the toy's residual stream at this hook has norm ~200 per token
   json req = {{"prompt", kPrompt}, {"feature", {{"sae", "sae"}, {"index", F}}}, {"coefficient", c},
               {"max_new_tokens", 8}, {"temperature", 1.0}, {"seed", 3}};
   auto [st, j] = post("/api/steer", req);
@@ -199,7 +199,7 @@ TEST_F(FeaturesApi, FeatureSteeringEqualsAddingTheDecoderRowWithRunWithHooks) {
   for (const auto& t : j["steered"]["tokens"]) api_steered.push_back(t["id"]);
   EXPECT_EQ(api_plain, plain);
   EXPECT_EQ(api_steered, steered);
-  EXPECT_NE(steered, plain) << "a decoder row at coefficient 6 moves this toy";
+  EXPECT_NE(steered, plain) << "a decoder row at coefficient 300 moves this toy";
   // Same logits: the API's hook against the one written here, and the API's reported change.
   torch::NoGradGuard ng;
   auto clean = env->lab_model.model->forward(tokens_of(ids))[0];
