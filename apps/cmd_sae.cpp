@@ -1,7 +1,8 @@
-// Subcommands of sparse autoencoders: `circuitlab sae train|encode|eval|synth`. Thin: flags,
+// Subcommands of sparse autoencoders: `circuitlab sae train|encode|eval|features|synth`. Thin: flags,
 // printing and files; the SAE is models/sae, training train/sae_*, evaluation analysis/sae_eval.
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -11,7 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/analysis_json.h"
 #include "analysis/sae_eval.h"
+#include "analysis/sae_features.h"
 #include "apps/cli_io.h"
 #include "apps/commands.h"
 #include "apps/local_workers.h"
@@ -19,6 +22,7 @@
 #include "core/file_io.h"
 #include "core/progress.h"
 #include "data/token_namer.h"
+#include "data/tokenizer.h"
 #include "models/model_dir.h"
 #include "models/sae.h"
 #include "train/sae_synth.h"
@@ -243,6 +247,68 @@ void register_eval(CLI::App& sae) {
   });
 }
 
+void register_features(CLI::App& sae) {
+  auto* cmd = sae.add_subcommand("features", "Feature dashboards of every latent (features.json, analysis/SAE_FEATURES_JSON.md)");
+  struct Opts {
+    std::string sae, model, data, out, split = "train";
+    analysis::SaeFeatureOptions f;
+    int threads = 1;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--sae", o->sae, "SAE directory")->required();
+  cmd->add_option("--model", o->model, "Model directory")->required();
+  cmd->add_option("--data", o->data, "Token shards (a directory with train.bin/val.bin, or a .bin file)")->required();
+  cmd->add_option("--out", o->out, "features.json to write")->required();
+  cmd->add_option("--split", o->split, "train | val (when --data is a directory)");
+  cmd->add_option("--tokens", o->f.tokens, "Positions to read (whole windows, evenly spaced over the shard)");
+  cmd->add_option("--context", o->f.context, "Window length (0: the SAE's context_size)");
+  cmd->add_option("--top", o->f.top, "Top activating examples per latent");
+  cmd->add_option("--logit-tokens", o->f.logit_tokens, "Promoted and suppressed tokens per latent");
+  cmd->add_option("--neighbors", o->f.neighbors, "Nearest latents by decoder cosine");
+  cmd->add_option("--seed", o->f.seed, "Seed of the quantile examples' sampling");
+  cmd->add_option("--threads", o->threads, "Intra-op threads");
+  cmd->add_flag("--quiet", o->quiet, "No progress bar");
+  cmd->callback([o]() {
+    set_threads(o->threads);
+    if (o->f.tokens < 1) fail("--tokens: must be >= 1 (zero tokens to read)");
+    if (o->f.top < 0 || o->f.logit_tokens < 0 || o->f.neighbors < 0) fail("--top, --logit-tokens, --neighbors: must be >= 0");
+    if (o->split != "train" && o->split != "val") fail("--split: expected train or val, got '" + o->split + "'");
+    std::string shard_path = o->data;
+    if (is_directory(o->data)) {
+      shard_path = o->data + "/" + o->split + ".bin";
+      if (!file_exists(shard_path)) fail("--data " + o->data + ": no " + o->split + ".bin in it");
+    } else if (!file_exists(o->data)) {
+      fail("--data " + o->data + ": no such shard file or directory");
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const models::SparseAutoencoder sae = models::load_sae(o->sae);
+    models::LoadedModel lm = models::load_model_dir(o->model);
+    const data::TokenShard shard(shard_path);
+    const data::Tokenizer tok = models::load_model_tokenizer(o->model);
+    const data::TokenNamer namer(&tok, lm.vocab_map ? &*lm.vocab_map : nullptr);
+    std::optional<ProgressBar> bar;
+    if (!o->quiet) bar.emplace("features", 1.0, "win");
+    auto progress = [&](int64_t done, int64_t total) {
+      if (bar) bar->update(static_cast<double>(done) / static_cast<double>(total));
+    };
+    const analysis::SaeFeatures f = analysis::compute_sae_features(lm.model, sae, shard, lm.vocab_map, o->f, progress);
+    if (bar) bar->finish();
+    nlohmann::json j = analysis::sae_features_json(
+        f, sae, lm.model->cfg(), lm.vocab_map.has_value(), o->f, namer,
+        {{"sae_dir", o->sae}, {"model_dir", o->model}, {"data_dir", o->data}, {"split", o->split}});
+    j["created_utc"] = analysis::now_utc();
+    j["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    write_file_atomic(o->out, j.dump() + "\n");
+    const auto& sum = j.at("summary");
+    std::printf("wrote %s: %lld latents x %lld tokens (%lld windows of %lld), %lld dead, mean L0 %.2f, %.1f s\n",
+                o->out.c_str(), static_cast<long long>(sae.cfg.d_sae), static_cast<long long>(f.tokens),
+                static_cast<long long>(f.windows), static_cast<long long>(f.context),
+                static_cast<long long>(sum.at("dead").get<int64_t>()), sum.at("mean_l0").get<double>(),
+                j.at("elapsed_s").get<double>());
+  });
+}
+
 void register_synth(CLI::App& sae) {
   auto* cmd = sae.add_subcommand("synth", "Train an SAE on a known synthetic dictionary and score the recovery");
   struct Opts {
@@ -319,11 +385,12 @@ void register_synth(CLI::App& sae) {
 }  // namespace
 
 void register_sae_commands(CLI::App& app) {
-  auto* sae = app.add_subcommand("sae", "Sparse autoencoders: train, encode, eval, synth (SAELens layout)");
+  auto* sae = app.add_subcommand("sae", "Sparse autoencoders: train, encode, eval, features, synth (SAELens layout)");
   sae->require_subcommand(1);
   register_train(*sae);
   register_encode(*sae);
   register_eval(*sae);
+  register_features(*sae);
   register_synth(*sae);
 }
 

@@ -2,7 +2,7 @@
 # The README's main job on the embedded default corpus (called by `./run demo`).
 # Phases: prepare the default corpus -> train attn0l, attn1l, attn2l and the lab model (`lab`:
 # attention + MLP blocks on a 10240-id vocabulary, the model the web lab opens on) -> analyse ->
-# a TopK SAE on the lab model's residual stream, evaluated -> report -> a summary of wall times,
+# a TopK SAE on the lab model's residual stream, evaluated, its feature dashboards -> report -> a summary of wall times,
 # losses and tokens.
 # Env: CIRCUITLAB_THREADS (training threads of the attention-only toys, default 1: the setting
 # their seeds were validated at), CIRCUITLAB_LAB_THREADS (threads of the `lab` preset when listed,
@@ -60,6 +60,9 @@ if [ -n "$SAE_MODEL" ]; then
     --out "$RUNS/$SAE_MODEL/sae" --arch topk --d-sae 2048 --k 32 --tokens 1000000 --threads "$(threads_of "$SAE_MODEL")"
   "$CL" sae eval --sae "$RUNS/$SAE_MODEL/sae" --model "$RUNS/$SAE_MODEL/model" --data "$RUNS/data/default" \
     --tokens 16384 --out "$RUNS/$SAE_MODEL/sae/eval.json" --threads "$(threads_of "$SAE_MODEL")"
+  # Feature dashboards (issue 17): the report's SAE section and the lab's Features panel read them.
+  "$CL" sae features --sae "$RUNS/$SAE_MODEL/sae" --model "$RUNS/$SAE_MODEL/model" --data "$RUNS/data/default" \
+    --tokens 65536 --out "$RUNS/$SAE_MODEL/sae/features.json" --threads "$(threads_of "$SAE_MODEL")"
   phase_end
 fi
 

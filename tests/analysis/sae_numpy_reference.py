@@ -5,7 +5,9 @@ token shard, and SAELens's metrics computed in float64 from their formulas.
 
 usage: sae_numpy_reference.py OUT_DIR
 writes OUT_DIR/model/, OUT_DIR/sae/, OUT_DIR/val.bin, OUT_DIR/expected.json and
-OUT_DIR/encode_expected.safetensors (latents of the prompt PROMPT, no BOS).
+OUT_DIR/encode_expected.safetensors (latents of the prompt PROMPT, no BOS) and
+OUT_DIR/features_expected.json (`sae features --tokens 55 --top 3` recomputed plainly: every
+window's latents, then per latent its counts, histogram, top windows and logit effects).
 """
 import json
 import os
@@ -108,9 +110,62 @@ def main(out):
     }
     json.dump(expected, open(os.path.join(out, "expected.json"), "w"), indent=2)
 
+    features_expected(out, cfg, W, shard, encode, W_dec)
+
     _, cache = mf.toy_reference(cfg, W, np.array([PROMPT], dtype=np.int64))
     mf.write_safetensors(os.path.join(out, "encode_expected.safetensors"),
                          {"feature_acts": encode(cache[HOOK][0]).astype(np.float32)})
+
+
+FEAT_TOP, FEAT_BEFORE, FEAT_AFTER, FEAT_LOGITS, FEAT_NEIGHBORS = 3, 10, 4, 10, 5
+HIST_LO, HIST_W, HIST_N = -4.0, 0.1, 80
+
+
+def features_expected(out, cfg, W, shard, encode, W_dec):
+    """Feature dashboards the plain way: all windows' latents in memory, then per latent."""
+    n = len(shard)
+    offsets = [int(w * (n - T) // (WINDOWS - 1)) for w in range(WINDOWS)]  # evenly spaced windows
+    fs = []
+    for o in offsets:
+        _, cache = mf.toy_reference(cfg, W, shard[o:o + T].astype(np.int64)[None])
+        fs.append(encode(cache[HOOK][0]))
+    f = np.stack(fs)  # [windows, T, S]
+    flat = f.reshape(-1, D_SAE)
+    # Direct logit effect of each decoder row: centred, times ln_final.w, times W_U.
+    d = W_dec.astype(np.float64)
+    d = (d - d.mean(1, keepdims=True)) * W["ln_final.w"]
+    eff = d @ W["unembed.W_U"]
+    wn = d_norm = W_dec.astype(np.float64) / np.linalg.norm(W_dec.astype(np.float64), axis=1, keepdims=True)
+    cos = wn @ d_norm.T
+    np.fill_diagonal(cos, -np.inf)
+    latents = []
+    for s in range(D_SAE):
+        a = flat[:, s]
+        on = a > 0
+        hist = np.zeros(HIST_N, dtype=np.int64)
+        for v in a[on]:
+            hist[min(max(int(np.floor((np.log10(v) - HIST_LO) / HIST_W)), 0), HIST_N - 1)] += 1
+        peaks = f[:, :, s].max(1)
+        order = [w for w in np.argsort(-peaks, kind="stable") if peaks[w] > 0][:FEAT_TOP]
+        top = []
+        for w in order:
+            p = int(np.argmax(f[w, :, s]))
+            lo, hi = max(0, p - FEAT_BEFORE), min(T - 1, p + FEAT_AFTER)
+            top.append({"act": float(peaks[w]), "offset": offsets[w], "peak": p - lo,
+                        "ids": [int(t) for t in shard[offsets[w] + lo: offsets[w] + hi + 1]],
+                        "acts": [float(x) for x in f[w, lo:hi + 1, s]]})
+        prom = np.argsort(-eff[s], kind="stable")[:FEAT_LOGITS]
+        supp = np.argsort(eff[s], kind="stable")[:FEAT_LOGITS]
+        nb = np.argsort(-cos[s], kind="stable")[:FEAT_NEIGHBORS]
+        latents.append({
+            "index": s, "fired": int(on.sum()), "density": float(on.mean()), "max": float(a.max()),
+            "mean": float(a[on].mean()) if on.any() else None, "hist": [int(c) for c in hist], "top": top,
+            "window_peaks": [float(x) for x in peaks], "offsets": offsets,
+            "promoted": [{"id": int(i), "value": float(eff[s, i])} for i in prom],
+            "suppressed": [{"id": int(i), "value": float(eff[s, i])} for i in supp],
+            "neighbors": [{"index": int(j), "cosine": float(cos[s, j])} for j in nb]})
+    json.dump({"tokens": WINDOWS * T, "windows": WINDOWS, "context": T, "latents": latents},
+              open(os.path.join(out, "features_expected.json"), "w"))
 
 
 def read_safetensors(path):
