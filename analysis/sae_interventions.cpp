@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "models/run_to_hook.h"
 
 namespace circuitlab::analysis {
 
@@ -23,8 +24,8 @@ torch::Tensor sae_latents(models::HookedTransformer& model, const models::Sparse
   const std::string& hook = sae.cfg.hook_name;
   if (!model->has_hook_point(hook)) fail("the model has no hook point '" + hook + "' (the SAE's hook_name)");
   torch::NoGradGuard ng;
-  auto [logits, cache] = models::run_with_cache(model, tokens, [&](const std::string& n) { return n == hook; });
-  auto x = models::sae_input_from_hook(cache.at(hook), sae.cfg).cpu();  // [T, d_in]
+  // Nothing after the hook is computed (no logits needed).
+  auto x = models::sae_input_from_hook(models::run_to_hook(model, tokens, hook), sae.cfg).cpu();  // [T, d_in]
   return sae.encode(x);                                                  // [T, S]
 }
 

@@ -25,8 +25,10 @@ section "SAE TopK training step beside PyTorch eager (SAELens-style), GPT-2-smal
 "$ROOT/bench/sae_side_by_side.sh" 2 3
 section "weight analyses on a GPT-2-small-shaped checkpoint beside TransformerLens-style torch"
 "$ROOT/bench/analysis_side_by_side.sh" "$BUILD_DIR"
-section "lab: run round trip (64 tokens) and 60 s load test"
+section "lab: run round trip and Features round trip (64 tokens), and 60 s load test"
 "$BUILD_DIR/bench/bench_server_run" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 "$BUILD_DIR/bench/bench_server_load" --seconds 60 --clients 4 --json "$OUT/server_load.json"
+section "SAE feature dashboards (sae features): the demo's lab shape (2048 latents x 65536 tokens) and GPT-2 small (24576 x 8192)"
+"$BUILD_DIR/bench/bench_sae" --benchmark_filter=BM_SaeFeatures
 section "report generation"
 "$BUILD_DIR/bench/bench_report" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true

@@ -9,6 +9,7 @@
 #include "core/splitmix.h"
 #include "data/batches.h"
 #include "models/hook_names.h"
+#include "models/run_to_hook.h"
 
 namespace circuitlab::train {
 
@@ -57,10 +58,8 @@ ActivationStore::ActivationStore(models::HookedTransformer model, std::shared_pt
                                                   std::move(vocab_map), opt_.rank, opt_.world_size);
   // Widths from one short forward.
   torch::NoGradGuard ng;
-  models::ActivationCache cache;
-  const std::set<std::string> want_hooks(opt_.hooks.begin(), opt_.hooks.end());
-  std::tie(std::ignore, cache) = models::run_with_cache(model_, torch::zeros({1, std::min<int64_t>(T_, 4)}, torch::kLong),
-                                                        [&](const std::string& n) { return want_hooks.count(n) > 0; });
+  const models::ActivationCache cache =
+      models::run_to_hooks(model_, torch::zeros({1, std::min<int64_t>(T_, 4)}, torch::kLong), opt_.hooks);
   for (const auto& h : opt_.hooks) {
     const torch::Tensor& a = cache.at(h);
     if (opt_.hook_head_index >= 0 && head_shaped(h) && opt_.hook_head_index >= a.size(-2))
@@ -70,37 +69,17 @@ ActivationStore::ActivationStore(models::HookedTransformer model, std::shared_pt
   }
 }
 
-// Thrown by the hook at the last hook point a forward needs: the layers after it, and the
-// unembedding (the biggest product of a small model), are never run.
-struct StopForward {};
-
 void ActivationStore::fill_round(uint64_t r) {
   torch::NoGradGuard ng;
   std::vector<std::vector<torch::Tensor>> parts(opt_.hooks.size());
   data::BatchSampler::State s = sampler_->state();
   s.batches_drawn = r * static_cast<uint64_t>(forwards_per_round_);
   sampler_->set_state(s);
-  // The hooks keep the activations (as run_with_cache would); the one latest in forward order stops it.
-  const std::vector<std::string> order = model_->hook_names();
-  size_t last = 0;
-  for (size_t i = 0; i < opt_.hooks.size(); ++i)
-    if (std::find(order.begin(), order.end(), opt_.hooks[i]) > std::find(order.begin(), order.end(), opt_.hooks[last]))
-      last = i;
-  models::ActivationCache cache;
-  models::HookGuard guard(model_);
-  for (size_t i = 0; i < opt_.hooks.size(); ++i)
-    guard.add(opt_.hooks[i], [&cache, stop = i == last](const torch::Tensor& a, const std::string& n) -> std::optional<torch::Tensor> {
-      cache[n] = a.detach();
-      if (stop) throw StopForward{};
-      return std::nullopt;
-    });
+  // The layers after the last hook, and the unembedding (the biggest product of a small model),
+  // are never run (models::run_to_hooks).
   for (int64_t f = 0; f < forwards_per_round_; ++f) {
     auto [x, y] = sampler_->next();
-    cache.clear();
-    try {
-      model_->forward(x);
-    } catch (const StopForward&) {
-    }
+    const models::ActivationCache cache = models::run_to_hooks(model_, x, opt_.hooks);
     for (size_t i = 0; i < opt_.hooks.size(); ++i) {
       torch::Tensor a = cache.at(opt_.hooks[i]);
       if (head_shaped(opt_.hooks[i]) && a.dim() >= 3)

@@ -36,6 +36,19 @@ TEST(Gemm, LinearMatchesReferenceForEveryLayout) {
   }
 }
 
+// One row (a one-token forward): `b.expand({1, N}).contiguous()` is b's own storage, so the
+// product must go into a copy; the bias (a model weight) stays as it was.
+TEST(Gemm, LinearOfOneRowLeavesTheBiasUnchanged) {
+  torch::manual_seed(3);
+  const torch::Tensor x = torch::randn({1, 16}), w = torch::randn({16, 8}), b = torch::randn({8});
+  const torch::Tensor before = b.clone();
+  for (int rep = 0; rep < 2; ++rep) {
+    const torch::Tensor y = gemm::linear(x, w, b);
+    EXPECT_TRUE(all_close(y, ref_mm(x, w) + b.to(torch::kDouble), kGemmRtol, kGemmAtol, "one-row linear"));
+  }
+  EXPECT_TRUE(torch::equal(b, before));
+}
+
 TEST(Gemm, MmIntoOverwritesOrAccumulatesIntoAStridedBlock) {
   torch::manual_seed(2);
   const int64_t M = 20, K = 33, N = 17;
