@@ -25,22 +25,39 @@ static std::string g_model_dir;
 static std::string g_lab_model_dir = "runs/lab/model", g_sae_dir = "runs/lab/sae";
 static int g_threads = 1;
 
+static server::ServeOptions any_free_port() {
+  server::ServeOptions so;
+  so.port = 0;
+  return so;
+}
+
+// The lab served on a free loopback port for one benchmark, and a keep-alive client of it.
+struct ServedLab {
+  server::HttpServer http;
+  std::thread th;
+  httplib::Client cli;
+  explicit ServedLab(server::Lab& lab)
+      : http(lab, any_free_port()), th(), cli("127.0.0.1", http.bind()) {
+    th = std::thread([this] { http.listen(); });
+    cli.set_keep_alive(true);
+    cli.set_tcp_nodelay(true);
+  }
+  ~ServedLab() {
+    http.stop();
+    th.join();
+  }
+};
+
 static void BM_RunRoundTrip(benchmark::State& state, bool attention) {
   at::set_num_threads(g_threads);
   server::Lab lab;
   const std::string name = lab.add_model(g_model_dir);
-  server::ServeOptions so;
-  so.port = 0;
-  server::HttpServer http(lab, so);
-  const int port = http.bind();
-  std::thread th([&] { http.listen(); });
+  ServedLab served(lab);
+  httplib::Client& cli = served.cli;
   auto tok = data::Tokenizer::load_default();
   const std::string prompt = benchsrv::prompt_of_tokens(tok, 63);  // + BOS = 64 tokens
   const std::string body =
       nlohmann::json{{"model", name}, {"text", prompt}, {"attention", attention}}.dump();
-  httplib::Client cli("127.0.0.1", port);
-  cli.set_keep_alive(true);
-  cli.set_tcp_nodelay(true);
   size_t bytes = 0;
   int64_t n_tokens = 0;
   for (auto _ : state) {
@@ -54,8 +71,6 @@ static void BM_RunRoundTrip(benchmark::State& state, bool attention) {
   }
   state.counters["tokens"] = static_cast<double>(n_tokens);
   state.counters["response_kB"] = bytes / 1024.0;
-  http.stop();
-  th.join();
 }
 BENCHMARK_CAPTURE(BM_RunRoundTrip, full, true)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_RunRoundTrip, no_attention, false)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
@@ -71,17 +86,11 @@ static void BM_FeatureRoundTrip(benchmark::State& state) {
   server::Lab lab;
   const std::string model = lab.add_model(g_lab_model_dir);
   const std::string sae = lab.add_sae(g_sae_dir, model);
-  server::ServeOptions so;
-  so.port = 0;
-  server::HttpServer http(lab, so);
-  const int port = http.bind();
-  std::thread th([&] { http.listen(); });
+  ServedLab served(lab);
+  httplib::Client& cli = served.cli;
   auto tok = data::Tokenizer::load_default();
   const std::string body =
       nlohmann::json{{"model", model}, {"sae", sae}, {"text", benchsrv::prompt_of_tokens(tok, 63)}}.dump();
-  httplib::Client cli("127.0.0.1", port);
-  cli.set_keep_alive(true);
-  cli.set_tcp_nodelay(true);
   int64_t n_tokens = 0;
   for (auto _ : state) {
     auto res = cli.Post("/api/features/tokens", body, "application/json");
@@ -92,8 +101,6 @@ static void BM_FeatureRoundTrip(benchmark::State& state) {
     if (n_tokens == 0) n_tokens = static_cast<int64_t>(nlohmann::json::parse(res->body)["tokens"].size());
   }
   state.counters["tokens"] = static_cast<double>(n_tokens);
-  http.stop();
-  th.join();
 }
 BENCHMARK(BM_FeatureRoundTrip)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 

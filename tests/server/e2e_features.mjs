@@ -4,30 +4,14 @@
 // and see its features, open a feature's page, search a feature by text and open it, steer with
 // it and see two generations that differ. Screenshots go to ARTIFACTS.
 // usage: node e2e_features.mjs URL ARTIFACTS_DIR QUERY EXPECTED_LABEL
-import { chromium } from 'playwright-core';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
+import { check, openLab, shotOf } from './lab_browser.mjs';
+
 const [url, artifacts, query, expectedLabel] = process.argv.slice(2);
-fs.mkdirSync(artifacts, { recursive: true });
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'circuitlab-chromium-'));
-const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-function check(cond, msg) { if (!cond) throw new Error(msg); }
-const shot = (page, name) => page.screenshot({ path: path.join(artifacts, name), fullPage: true });
+const shot = shotOf(artifacts);
 const shotPanel = (page, name) => page.locator('#features-section').screenshot({ path: path.join(artifacts, name) });
-
-const ctx = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args,
-  viewport: { width: 1400, height: 1000 },
-});
-const page = ctx.pages()[0] ?? await ctx.newPage();
-const consoleErrors = [];
-page.on('console', m => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-page.on('pageerror', e => consoleErrors.push(String(e)));
-page.setDefaultTimeout(60000);
+const { page, consoleErrors, close } = await openLab(artifacts);
 try {
   await page.goto(url);
   await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent?.startsWith('ran'));
@@ -94,6 +78,5 @@ try {
   console.error('e2e FAILED:', e.message);
   process.exitCode = 1;
 } finally {
-  await ctx.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }

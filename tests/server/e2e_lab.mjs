@@ -4,30 +4,12 @@
 // zeroing a head changes predictions, the default patching example draws a heatmap, the default
 // steering example gives a steered text that differs from the plain one. Screenshots go to ARTIFACTS.
 // usage: node e2e_lab.mjs URL ARTIFACTS_DIR N_LAYERS N_HEADS DEFAULT_MODEL OOV_WORD
-import { chromium } from 'playwright-core';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { check, openLab, shotOf } from './lab_browser.mjs';
 
 const [url, artifacts, nLayers, nHeads, defaultModel, oovWord] = process.argv.slice(2);
 const L = Number(nLayers), H = Number(nHeads);
-fs.mkdirSync(artifacts, { recursive: true });
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'circuitlab-chromium-'));
-const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-function check(cond, msg) { if (!cond) throw new Error(msg); }
-const shot = (page, name) => page.screenshot({ path: path.join(artifacts, name), fullPage: true });
-
-const ctx = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args,
-  viewport: { width: 1400, height: 1000 },
-});
-const page = ctx.pages()[0] ?? await ctx.newPage();
-const consoleErrors = [];
-page.on('console', m => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-page.on('pageerror', e => consoleErrors.push(String(e)));
-page.setDefaultTimeout(60000);
+const shot = shotOf(artifacts);
+const { page, consoleErrors, close } = await openLab(artifacts);
 try {
   // 1. Load the page, enter a prompt, see the attention grid.
   await page.goto(url);
@@ -107,6 +89,5 @@ try {
   console.error('e2e FAILED:', e.message);
   process.exitCode = 1;
 } finally {
-  await ctx.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
