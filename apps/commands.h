@@ -10,6 +10,7 @@ void register_data_commands(CLI::App& app);      // encode, decode, prepare, cor
 void register_model_commands(CLI::App& app);     // forward, inspect, export, fetch-gpt2
 void register_train_commands(CLI::App& app);     // train
 void register_analysis_commands(CLI::App& app);  // analyze
+void register_attribution_commands(CLI::App& app);  // attribute
 void register_report_commands(CLI::App& app);    // report
 void register_server_commands(CLI::App& app);    // serve
 void register_sae_commands(CLI::App& app);       // sae train|encode|eval|synth

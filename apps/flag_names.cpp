@@ -15,7 +15,8 @@ const std::vector<std::pair<std::string, std::string>>& flags() {
       {"master", "--master"},             {"runs", "--runs"},     {"gpt2", "--gpt2"},
       {"device", "--device"},             {"threads", "--threads"}, {"data_dir", "--data"},
       {"no_svg", "--no-svg"},             {"hook", "--hook"},     {"tokens", "--tokens"},
-      {"batch_tokens", "--batch-tokens"}, {"context", "--context"}, {"hook_head_index", "--head"}};
+      {"batch_tokens", "--batch-tokens"}, {"context", "--context"}, {"hook_head_index", "--head"},
+      {"position", "--position"},         {"against", "--against"}};  // DlaOptions (attribute)
   return table;
 }
 }  // namespace

@@ -174,5 +174,91 @@ TEST(Dla, BadInputIsAnError) {
   EXPECT_NO_THROW(direct_logit_attribution(lm.model, {1, 2}, DlaOptions{-2, 40, 0, false}));
 }
 
+// `circuitlab attribute` end to end on the GPT-2-layout fixture (d_vocab 53, no vocab map).
+class DlaCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { dir_ = generate_fixtures(); }
+  static std::string dir_;
+  RunResult attribute(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {circuitlab_bin(), "attribute"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_program(argv);
+  }
+};
+std::string DlaCli::dir_;
+
+TEST_F(DlaCli, WritesJsonAndTable) {
+  TempDir out("dla-cli");
+  const std::string model = dir_ + "/gpt2_hf", file = out / "dla.json";
+  const RunResult r = attribute({"--model", model, "--tokens", "3 14 15 9 26 5", "--no-prepend-bos", "--target", "7",
+                                 "--against", "11", "--position", "4", "--per-position", "--out", file});
+  ASSERT_EQ(r.exit_code, 0) << r.output();
+  EXPECT_NE(r.out.find("sum of"), std::string::npos) << r.out;
+  EXPECT_LE(count_lines(r.out), 30) << "one screen";
+  EXPECT_EQ(list_dir(out.path()), std::vector<std::string>{"dla.json"}) << "no temp file left beside it";
+  const auto j = nlohmann::json::parse(slurp(file));
+  EXPECT_EQ(j.at("format"), "circuitlab-dla-v1");
+  EXPECT_EQ(j.at("model_dir"), model);
+  EXPECT_EQ(j.at("position"), 4);
+  EXPECT_EQ(j.at("tokens").size(), 6u);
+  EXPECT_EQ(j.at("tokens")[1].at("id"), 14);
+  EXPECT_EQ(j.at("target").at("id"), 7);
+  EXPECT_EQ(j.at("against").at("id"), 11);
+  EXPECT_TRUE(j.at("against").contains("str"));
+  EXPECT_TRUE(j.at("has_pos_embed").get<bool>());
+  EXPECT_GT(j.at("ln_final_scale").get<double>(), 0);
+  // The same numbers as the library, and the file's components sum to its total.
+  models::LoadedModel lm = models::load_model_dir(model);
+  const DlaResult lib = direct_logit_attribution(lm.model, {3, 14, 15, 9, 26, 5}, DlaOptions{4, 7, 11, true});
+  EXPECT_NEAR(j.at("total").get<double>(), lib.logit, 1e-9);
+  ASSERT_EQ(j.at("components").size(), lib.components.size());
+  double sum = 0;
+  int heads = 0;
+  for (size_t i = 0; i < lib.components.size(); ++i) {
+    const auto& c = j.at("components")[i];
+    EXPECT_EQ(c.at("kind"), to_string(lib.components[i].kind));
+    EXPECT_NEAR(c.at("value").get<double>(), lib.components[i].value, 1e-9);
+    sum += c.at("value").get<double>();
+    if (c.at("kind") == "head") {
+      ++heads;
+      EXPECT_TRUE(c.at("layer").is_number_integer() && c.at("head").is_number_integer());
+      ASSERT_EQ(c.at("by_source").size(), 5u);
+    } else {
+      EXPECT_TRUE(c.at("head").is_null());
+      EXPECT_FALSE(c.contains("by_source"));
+    }
+  }
+  EXPECT_EQ(heads, 2 * 4);
+  EXPECT_NEAR(sum, j.at("total").get<double>(), kSumAtol);
+  EXPECT_EQ(j.at("components")[0].at("kind"), "embed");
+  EXPECT_EQ(j.at("components")[1].at("kind"), "pos_embed");
+}
+
+TEST_F(DlaCli, BadInputIsOneLineAndWritesNothing) {
+  TempDir out("dla-cli-bad");
+  const std::string model = dir_ + "/gpt2_hf", file = out / "dla.json";
+  const std::vector<std::vector<std::string>> cases = {
+      {"--model", out / "no-such-model", "--tokens", "1 2", "--no-prepend-bos", "--target", "3"},
+      {"--model", model, "--tokens", "1 2", "--no-prepend-bos", "--target", "53"},          // d_vocab 53
+      {"--model", model, "--tokens", "1 2", "--no-prepend-bos", "--target", " Mary"},       // GPT-2 5335
+      {"--model", model, "--tokens", "1 2", "--no-prepend-bos", "--target", "3", "--position", "2"},
+      {"--model", model, "--tokens", "1 2", "--no-prepend-bos", "--target", "3", "--position", "-3"},
+      {"--model", model, "--tokens", "1 2", "--text", "hi", "--no-prepend-bos", "--target", "3"},
+      {"--model", model, "--tokens", "1 2", "--target", "3"},  // BOS 50256 outside d_vocab 53
+      {"--model", model, "--tokens", "1 2", "--no-prepend-bos", "--target", "3", "--against", "3"},
+  };
+  for (auto args : cases) {
+    args.push_back("--out");
+    args.push_back(file);
+    const RunResult r = attribute(args);
+    std::string cmd;
+    for (const auto& a : args) cmd += " " + a;
+    EXPECT_NE(r.exit_code, 0) << cmd;
+    EXPECT_EQ(count_lines(r.err), 1) << cmd << "\n" << r.err;
+    EXPECT_NE(r.err.find("error"), std::string::npos) << r.err;
+    EXPECT_TRUE(list_dir(out.path()).empty()) << cmd << ": nothing written";
+  }
+}
+
 }  // namespace
 }  // namespace circuitlab::analysis
