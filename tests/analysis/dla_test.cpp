@@ -7,11 +7,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "analysis/dla.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "data/tokenizer.h"
+#include "data/vocab_map.h"
 #include "models/hook_names.h"
 #include "models/model_dir.h"
 #include "models/safetensors.h"
@@ -258,6 +261,43 @@ TEST_F(DlaCli, BadInputIsOneLineAndWritesNothing) {
     EXPECT_NE(r.err.find("error"), std::string::npos) << r.err;
     EXPECT_TRUE(list_dir(out.path()).empty()) << cmd << ": nothing written";
   }
+}
+
+// A compact-vocabulary model (vocab_map.json): --text and a one-token --target string go through
+// the map; a token outside it is a one-line error.
+TEST_F(DlaCli, CompactVocabularyTargetsThroughTheMap) {
+  TempDir out("dla-cli-compact");
+  const data::Tokenizer tok = data::Tokenizer::load_default();
+  const std::vector<int32_t> mary = tok.encode(" Mary"), store = tok.encode(" store");
+  ASSERT_EQ(mary.size(), 1u);
+  ASSERT_EQ(store.size(), 1u);
+  std::vector<int32_t> ids;  // 40 GPT-2 ids + "other" = the toy's d_vocab 41; " store" left out
+  for (int32_t i = 0; ids.size() < 40; ++i)
+    if (i + 100 != store[0] && i + 100 != mary[0]) ids.push_back(i + 100);
+  ids[5] = mary[0];
+  const data::VocabMap vmap(ids);
+  models::LoadedModel lm = models::load_model_dir(dir_ + "/toy_ln_standard");
+  models::save_model_dir(lm.model, out / "model", &vmap);
+  const std::string file = out / "dla.json";
+  RunResult r = attribute({"--model", out / "model", "--text", " Mary and Mary", "--target", " Mary", "--against",
+                           "101", "--out", file});
+  ASSERT_EQ(r.exit_code, 0) << r.output();
+  const auto j = nlohmann::json::parse(slurp(file));
+  EXPECT_EQ(j.at("target").at("id"), 5);
+  EXPECT_EQ(j.at("target").at("gpt2_id"), mary[0]);
+  EXPECT_EQ(j.at("target").at("str"), " Mary");
+  EXPECT_EQ(j.at("against").at("id"), 1);
+  EXPECT_EQ(j.at("tokens").size(), 4u);  // BOS (the "other" id here) + 3
+  EXPECT_EQ(j.at("tokens")[1].at("id"), 5);
+  double sum = 0;
+  for (const auto& c : j.at("components")) sum += c.at("value").get<double>();
+  EXPECT_NEAR(sum, j.at("total").get<double>(), kSumAtol);
+  std::filesystem::remove(file);
+  r = attribute({"--model", out / "model", "--text", " Mary", "--target", " store", "--out", file});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("compact vocabulary"), std::string::npos) << r.err;
+  EXPECT_FALSE(file_exists(file));
 }
 
 }  // namespace
