@@ -11,6 +11,7 @@ void register_model_commands(CLI::App& app);     // forward, inspect, export, fe
 void register_train_commands(CLI::App& app);     // train
 void register_analysis_commands(CLI::App& app);  // analyze
 void register_attribution_commands(CLI::App& app);  // attribute
+void register_probe_commands(CLI::App& app);        // probe train
 void register_report_commands(CLI::App& app);    // report
 void register_server_commands(CLI::App& app);    // serve
 void register_sae_commands(CLI::App& app);       // sae train|encode|eval|synth

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   register_train_commands(app);
   register_analysis_commands(app);
   register_attribution_commands(app);
+  register_probe_commands(app);
   register_report_commands(app);
   register_server_commands(app);
   register_sae_commands(app);
