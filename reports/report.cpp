@@ -324,11 +324,16 @@ Report build_report(const std::vector<RunInputs>& runs, const RunInputs* gpt2) {
   if (one.blocks.empty()) one.add_html("<p class=\"note\">No one-layer run given.</p>");
   rep.sections.push_back(std::move(one));
 
+  // Multi-layer toys: attention-only ones in the paper's section, toys with MLP blocks (the lab
+  // model) under their own heading with the same battery.
+  const auto has_mlp = [](const RunInputs* r) { return r->model_config.value("attn_only", json(true)) == json(false); };
   Section two{"two-layer", "Two-layer attention-only transformers: composition and induction heads", {}};
+  Section mlp{"with-mlp", "Transformers with MLP blocks: the same battery", {}};
   for (auto* r : toys)
-    if (r->shape.n_layers >= 2) multilayer_battery(two, *r, lim, rep.notes);
-  if (two.blocks.empty()) two.add_html("<p class=\"note\">No run with two or more layers given.</p>");
+    if (r->shape.n_layers >= 2) multilayer_battery(has_mlp(r) ? mlp : two, *r, lim, rep.notes);
+  if (two.blocks.empty()) two.add_html("<p class=\"note\">No attention-only run with two or more layers given.</p>");
   rep.sections.push_back(std::move(two));
+  if (!mlp.blocks.empty()) rep.sections.push_back(std::move(mlp));
 
   Section phase{"phase-change", "The phase change: induction heads form during training", {}};
   for (auto* r : toys)
